@@ -1,0 +1,1 @@
+//! End-to-end tests against simple_switch_grpc

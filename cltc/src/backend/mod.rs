@@ -1,0 +1,3 @@
+//! Backends: each is a function from the [`crate::ir::Fabric`] to an artifact.
+
+pub mod p4;

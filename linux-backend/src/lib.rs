@@ -1,0 +1,1 @@
+//! Applies cltc Linux plans over netlink, and the CLT socket API

@@ -1,0 +1,212 @@
+//! The IOAM-Trace-Type bit field (RFC 9197 section 4.4.1).
+//!
+//! Bit 0 is the most significant bit of the 24-bit field. On the wire the
+//! field is the top 24 bits of a 32-bit word whose low 8 bits are reserved; in
+//! this crate a `TraceType` holds the 24-bit value right-aligned (`0x800000` is
+//! bit 0 alone, as in `ip -6 route ... encap ioam6 trace type 0x800000`).
+
+use std::fmt;
+
+/// One data field a node may record, named after its bit in the trace type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum TraceField {
+    /// Bit 0: hop limit (8 bits) and node id (24 bits).
+    HopLimitNodeId,
+    /// Bit 1: ingress and egress interface ids (16 bits each).
+    InterfaceIds,
+    /// Bit 2: timestamp seconds.
+    TimestampSecs,
+    /// Bit 3: timestamp fraction.
+    TimestampFrac,
+    /// Bit 4: transit delay.
+    TransitDelay,
+    /// Bit 5: namespace-specific data (32 bits).
+    NamespaceData,
+    /// Bit 6: queue depth.
+    QueueDepth,
+    /// Bit 7: checksum complement.
+    ChecksumComplement,
+    /// Bit 8: hop limit (8 bits) and wide node id (56 bits).
+    HopLimitNodeIdWide,
+    /// Bit 9: wide ingress and egress interface ids (32 bits each).
+    InterfaceIdsWide,
+    /// Bit 10: wide namespace-specific data (64 bits).
+    NamespaceDataWide,
+    /// Bit 11: buffer occupancy.
+    BufferOccupancy,
+    /// Bit 22: opaque state snapshot (variable length).
+    OpaqueState,
+}
+
+impl TraceField {
+    /// Every field in wire order (the order nodes write them in).
+    pub const ALL: [TraceField; 13] = [
+        TraceField::HopLimitNodeId,
+        TraceField::InterfaceIds,
+        TraceField::TimestampSecs,
+        TraceField::TimestampFrac,
+        TraceField::TransitDelay,
+        TraceField::NamespaceData,
+        TraceField::QueueDepth,
+        TraceField::ChecksumComplement,
+        TraceField::HopLimitNodeIdWide,
+        TraceField::InterfaceIdsWide,
+        TraceField::NamespaceDataWide,
+        TraceField::BufferOccupancy,
+        TraceField::OpaqueState,
+    ];
+
+    /// The bit number in RFC 9197 numbering (0 = most significant).
+    pub const fn bit(self) -> u8 {
+        match self {
+            TraceField::HopLimitNodeId => 0,
+            TraceField::InterfaceIds => 1,
+            TraceField::TimestampSecs => 2,
+            TraceField::TimestampFrac => 3,
+            TraceField::TransitDelay => 4,
+            TraceField::NamespaceData => 5,
+            TraceField::QueueDepth => 6,
+            TraceField::ChecksumComplement => 7,
+            TraceField::HopLimitNodeIdWide => 8,
+            TraceField::InterfaceIdsWide => 9,
+            TraceField::NamespaceDataWide => 10,
+            TraceField::BufferOccupancy => 11,
+            TraceField::OpaqueState => 22,
+        }
+    }
+
+    /// The name used in `.clt` files and in exported attributes.
+    pub const fn name(self) -> &'static str {
+        match self {
+            TraceField::HopLimitNodeId => "hop_limit_node_id",
+            TraceField::InterfaceIds => "interface_ids",
+            TraceField::TimestampSecs => "timestamp_secs",
+            TraceField::TimestampFrac => "timestamp_frac",
+            TraceField::TransitDelay => "transit_delay",
+            TraceField::NamespaceData => "namespace_data",
+            TraceField::QueueDepth => "queue_depth",
+            TraceField::ChecksumComplement => "checksum_complement",
+            TraceField::HopLimitNodeIdWide => "hop_limit_node_id_wide",
+            TraceField::InterfaceIdsWide => "interface_ids_wide",
+            TraceField::NamespaceDataWide => "namespace_data_wide",
+            TraceField::BufferOccupancy => "buffer_occupancy",
+            TraceField::OpaqueState => "opaque_state",
+        }
+    }
+
+    /// Looks a field up by its `.clt` name.
+    pub fn from_name(name: &str) -> Option<TraceField> {
+        TraceField::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The field's fixed size in bytes; 0 for the variable opaque state.
+    pub const fn len(self) -> usize {
+        match self {
+            TraceField::HopLimitNodeIdWide
+            | TraceField::InterfaceIdsWide
+            | TraceField::NamespaceDataWide => 8,
+            TraceField::OpaqueState => 0,
+            _ => 4,
+        }
+    }
+
+    /// The mask of this field's bit in a right-aligned 24-bit trace type.
+    pub const fn mask(self) -> u32 {
+        1 << (23 - self.bit())
+    }
+}
+
+impl fmt::Display for TraceField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A 24-bit IOAM-Trace-Type, right-aligned in a `u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
+pub struct TraceType(u32);
+
+impl TraceType {
+    /// Bits this crate knows the meaning of (0-11 and 22).
+    pub const KNOWN: u32 = 0xfff002;
+
+    /// Wraps a raw 24-bit value; bits above 23 are dropped.
+    pub const fn from_bits(bits: u32) -> TraceType {
+        TraceType(bits & 0x00ff_ffff)
+    }
+
+    /// The raw 24-bit value.
+    pub const fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// Builds a trace type from fields.
+    pub fn from_fields(fields: impl IntoIterator<Item = TraceField>) -> TraceType {
+        TraceType(fields.into_iter().fold(0, |acc, f| acc | f.mask()))
+    }
+
+    pub const fn contains(self, field: TraceField) -> bool {
+        self.0 & field.mask() != 0
+    }
+
+    /// The known fields present, in wire order.
+    pub fn fields(self) -> impl Iterator<Item = TraceField> {
+        TraceField::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+
+    /// Bits set that this crate does not know (reserved or undefined).
+    pub const fn unknown_bits(self) -> u32 {
+        self.0 & !Self::KNOWN
+    }
+
+    /// NodeLen: the size of one node's fixed fields in 4-byte units (bits 0-7
+    /// and 11 count 1, bits 8-10 count 2; opaque state is not counted).
+    pub fn node_len(self) -> u8 {
+        // At most 9 * 1 + 3 * 2 = 15 units, which fits NodeLen's 5 bits.
+        self.fields().map(|f| f.len() / 4).sum::<usize>() as u8
+    }
+}
+
+impl fmt::Display for TraceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#08x}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_follow_rfc_numbering() {
+        assert_eq!(TraceField::HopLimitNodeId.mask(), 0x80_0000);
+        assert_eq!(TraceField::OpaqueState.mask(), 0x00_0002);
+        let t = TraceType::from_fields([
+            TraceField::HopLimitNodeId,
+            TraceField::InterfaceIds,
+            TraceField::QueueDepth,
+        ]);
+        assert_eq!(t.bits(), 0xc2_0000);
+        assert_eq!(t.node_len(), 3);
+        assert_eq!(t.unknown_bits(), 0);
+    }
+
+    #[test]
+    fn wide_fields_count_two_units() {
+        let t = TraceType::from_fields(TraceField::ALL);
+        assert_eq!(t.node_len(), 9 + 2 * 3);
+        assert_eq!(t.bits(), TraceType::KNOWN);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for f in TraceField::ALL {
+            assert_eq!(TraceField::from_name(f.name()), Some(f));
+        }
+        assert_eq!(TraceField::from_name("queue"), None);
+    }
+}
