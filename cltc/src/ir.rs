@@ -56,6 +56,12 @@ pub struct Domain {
     pub per_hop_len: u8,
     /// Where agents and controllers report traces (`host:port`).
     pub collector: String,
+    /// Namespace-specific data nodes write for `namespace_data`, if declared
+    /// (`namespace N data D`).
+    pub namespace_data: Option<u32>,
+    /// Wide namespace-specific data for `namespace_data_wide`, if declared
+    /// (`namespace N wide D`).
+    pub namespace_data_wide: Option<u64>,
 }
 
 /// An opaque state snapshot schema (RFC 9197 section 4.4.2.13).
@@ -91,10 +97,15 @@ pub struct Node {
     /// The domains this node takes part in (it appears on a policy path).
     pub domains: Vec<DomainIdx>,
     /// IPv6 routes towards every prefix of the fabric that is not on-link,
-    /// from shortest paths over the links.
+    /// from shortest paths over the links (ties go to the neighbour declared
+    /// first). A node with a single linked interface gets one default route
+    /// (`::/0`) instead.
     pub routes: Vec<Route>,
     /// What the node does for each policy whose path crosses it.
     pub roles: Vec<RoleAssignment>,
+    /// Whether other nodes' routes go through this node (a Linux node then
+    /// needs IPv6 forwarding enabled).
+    pub forwards: bool,
 }
 
 /// A Linux interface or a switch data-plane port.
