@@ -102,6 +102,7 @@ impl TraceField {
     }
 
     /// The field's fixed size in bytes; 0 for the variable opaque state.
+    #[allow(clippy::len_without_is_empty)] // a size in bytes, not a container
     pub const fn len(self) -> usize {
         match self {
             TraceField::HopLimitNodeIdWide
@@ -134,6 +135,14 @@ impl TraceType {
     /// Bits this crate knows the meaning of (0-11 and 22).
     pub const KNOWN: u32 = 0xfff002;
 
+    /// Bits 12-21: undefined by RFC 9197, but each stands for a 4-byte field
+    /// that a transit node fills with `0xffffffff` (Linux does) and that
+    /// counts in NodeLen.
+    pub const UNDEFINED: u32 = 0x000ffc;
+
+    /// Bit 23: reserved, must be zero on transmission.
+    pub const RESERVED: u32 = 0x000001;
+
     /// Wraps a raw 24-bit value; bits above 23 are dropped.
     pub const fn from_bits(bits: u32) -> TraceType {
         TraceType(bits & 0x00ff_ffff)
@@ -155,7 +164,9 @@ impl TraceType {
 
     /// The known fields present, in wire order.
     pub fn fields(self) -> impl Iterator<Item = TraceField> {
-        TraceField::ALL.into_iter().filter(move |f| self.contains(*f))
+        TraceField::ALL
+            .into_iter()
+            .filter(move |f| self.contains(*f))
     }
 
     /// Bits set that this crate does not know (reserved or undefined).
@@ -163,11 +174,26 @@ impl TraceType {
         self.0 & !Self::KNOWN
     }
 
-    /// NodeLen: the size of one node's fixed fields in 4-byte units (bits 0-7
-    /// and 11 count 1, bits 8-10 count 2; opaque state is not counted).
-    pub fn node_len(self) -> u8 {
-        // At most 9 * 1 + 3 * 2 = 15 units, which fits NodeLen's 5 bits.
-        self.fields().map(|f| f.len() / 4).sum::<usize>() as u8
+    /// The number of undefined bits (12-21) set.
+    pub const fn undefined_count(self) -> u32 {
+        (self.0 & Self::UNDEFINED).count_ones()
+    }
+
+    /// Whether bit 22 (opaque state snapshot) is set.
+    pub const fn has_opaque_state(self) -> bool {
+        self.contains(TraceField::OpaqueState)
+    }
+
+    /// NodeLen: the size of one node's fixed fields in 4-byte units. Bits
+    /// 0-7, 11 and the undefined bits 12-21 count 1, bits 8-10 count 2; the
+    /// opaque state snapshot (bit 22) is variable and not counted. This is
+    /// the value Linux checks NodeLen against (it drops packets that differ).
+    pub const fn node_len(self) -> u8 {
+        // Bits 0-7 and 11-21 are short fields, bits 8-10 wide ones. At most
+        // 19 * 1 + 3 * 2 = 25 units, which fits NodeLen's 5 bits.
+        const SHORT: u32 = 0xff1ffc;
+        const WIDE: u32 = 0x00e000;
+        ((self.0 & SHORT).count_ones() + 2 * (self.0 & WIDE).count_ones()) as u8
     }
 }
 
@@ -200,6 +226,18 @@ mod tests {
         let t = TraceType::from_fields(TraceField::ALL);
         assert_eq!(t.node_len(), 9 + 2 * 3);
         assert_eq!(t.bits(), TraceType::KNOWN);
+    }
+
+    #[test]
+    fn undefined_bits_count_one_unit_each() {
+        // Bits 12 and 21 set beside bit 0: 3 units, as Linux computes it.
+        let t = TraceType::from_bits(0x80_0804);
+        assert_eq!(t.undefined_count(), 2);
+        assert_eq!(t.node_len(), 3);
+        // Every bit: 19 short + 3 wide fields.
+        assert_eq!(TraceType::from_bits(0xff_ffff).node_len(), 25);
+        // Bits 22 and 23 never count.
+        assert_eq!(TraceType::from_bits(0x00_0003).node_len(), 0);
     }
 
     #[test]
