@@ -1,1 +1,37 @@
-//! Protocol buffers of CLT: the IOAM trace API and P4Runtime, with generated code
+//! Protocol buffers of CLT, with the generated code committed under `src/gen/`
+//! (regenerated and checked by `tests/generated_code_is_fresh.rs`; a normal
+//! build needs no `protoc`).
+//!
+//! One module per protobuf package, each including its generated file:
+//!
+//! - [`ioam_api`]: the public IOAM trace API (`IOAMService.Report`), byte for
+//!   byte the one of the IOAM ecosystem. Its service decodes with
+//!   [`codec::IoamCodec`], which also accepts the older plain variant
+//!   ([`ioam_api::legacy`]) on the same method path.
+//! - [`clt_api`]: CLT's richer report (flow addresses and ports, capture time,
+//!   reporter) around an unchanged [`ioam_api::IoamTrace`].
+//!
+//! Adding a package (e.g. P4Runtime) is: its `.proto` files in a folder beside
+//! `ioam_api/`, a `compile` call in the freshness test, a module here.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+
+/// The public IOAM trace API, package `ioam_api`.
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod ioam_api {
+    include!("gen/ioam_api.rs");
+
+    /// The older plain variant of `IOAMTrace` (no ids), package `ioam_api.legacy`.
+    pub mod legacy {
+        include!("gen/ioam_api.legacy.rs");
+    }
+}
+
+/// CLT's own report API, package `clt_api`.
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod clt_api {
+    include!("gen/clt_api.rs");
+}
+
+pub use codec::{DecodeError, IoamVariant};

@@ -1,0 +1,79 @@
+//! Regenerates the committed protobuf code into a temporary directory with the
+//! vendored `protoc` and fails on any difference (linkerd2-proxy's approach).
+//! `CLT_PROTO_REGEN=1 cargo test -p clt-proto --test generated_code_is_fresh`
+//! rewrites `src/gen/` instead.
+
+use std::path::{Path, PathBuf};
+
+fn generate(out: &Path) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let protoc = protoc_bin_vendored::protoc_bin_path().expect("vendored protoc");
+    let wkt = protoc_bin_vendored::include_path().expect("vendored protoc includes");
+    let includes = [root.clone(), wkt];
+    let config = || {
+        let mut c = prost_build::Config::new();
+        c.protoc_executable(&protoc);
+        c
+    };
+
+    // The public IOAM API: its service decodes with clt_proto::codec::IoamCodec
+    // so that one method accepts both message variants.
+    tonic_prost_build::configure()
+        .out_dir(out)
+        .emit_rerun_if_changed(false)
+        .codec_path("crate::codec::IoamCodec")
+        .compile_with_config(
+            config(),
+            &[
+                root.join("ioam_api/ioam_api.proto"),
+                root.join("ioam_api/legacy.proto"),
+            ],
+            &includes,
+        )
+        .expect("compile ioam_api");
+
+    // CLT's richer API, which embeds ioam_api's messages. prost-build also
+    // writes the imported packages it was told are extern, so generate into a
+    // scratch directory and keep only clt_api.rs.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    tonic_prost_build::configure()
+        .out_dir(scratch.path())
+        .emit_rerun_if_changed(false)
+        .extern_path(".ioam_api", "crate::ioam_api")
+        .compile_with_config(config(), &[root.join("clt_api/clt_api.proto")], &includes)
+        .expect("compile clt_api");
+    std::fs::copy(scratch.path().join("clt_api.rs"), out.join("clt_api.rs")).expect("copy clt_api");
+}
+
+#[test]
+fn generated_code_is_fresh() {
+    let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/gen");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    generate(tmp.path());
+
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("read generated")
+        .map(|e| e.expect("dir entry").file_name())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "protoc generated nothing");
+
+    let regen = std::env::var_os("CLT_PROTO_REGEN").is_some();
+    let mut stale = Vec::new();
+    for name in &names {
+        let fresh = std::fs::read_to_string(tmp.path().join(name)).expect("read fresh");
+        let path = committed.join(name);
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        if fresh != old {
+            if regen {
+                std::fs::write(&path, &fresh).expect("write generated");
+            } else {
+                stale.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "generated code is stale: {stale:?}; run CLT_PROTO_REGEN=1 cargo test -p clt-proto --test generated_code_is_fresh"
+    );
+}
