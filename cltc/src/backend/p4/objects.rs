@@ -1,0 +1,347 @@
+//! The control-plane objects of the generated program: tables, actions,
+//! registers and digests, with their P4Runtime ids and names.
+//!
+//! This is the single source of the ids: `p4src/` carries the same values in
+//! its `@id` annotations (a test checks every generated program against the
+//! P4Info built from here), p4info.rs and entries.rs read them from here.
+
+use super::Target;
+use super::layout::DomainLayout;
+
+/// P4Runtime id prefixes (p4info.proto, `P4Ids.Prefix`): the top byte of an id.
+pub const PREFIX_ACTION: u32 = 0x01;
+pub const PREFIX_TABLE: u32 = 0x02;
+pub const PREFIX_REGISTER: u32 = 0x16;
+pub const PREFIX_DIGEST: u32 = 0x17;
+
+pub const TABLE_IPV6_ROUTE: u32 = 0x0200_0001;
+pub const TABLE_IOAM_POLICY: u32 = 0x0200_0002;
+pub const ACTION_DROP: u32 = 0x0100_0001;
+pub const ACTION_ROUTE: u32 = 0x0100_0002;
+pub const ACTION_NO_IOAM: u32 = 0x0100_0003;
+pub const ACTION_IOAM_ENCAP: u32 = 0x0100_0004;
+pub const ACTION_IOAM_TRANSIT: u32 = 0x0100_0005;
+pub const ACTION_IOAM_DECAP: u32 = 0x0100_0006;
+pub const REGISTER_SAMPLE_COUNT: u32 = 0x1600_0001;
+
+/// Sizes declared in p4src.
+pub const IPV6_ROUTE_SIZE: u32 = 4096;
+pub const IOAM_POLICY_SIZE: u32 = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    Exact,
+    Lpm,
+    Ternary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchField {
+    pub id: u32,
+    pub name: &'static str,
+    pub bits: u32,
+    pub kind: MatchKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRef {
+    pub id: u32,
+    pub default_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub id: u32,
+    pub name: String,
+    pub match_fields: Vec<MatchField>,
+    pub actions: Vec<ActionRef>,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub id: u32,
+    pub name: &'static str,
+    pub bits: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub id: u32,
+    pub name: String,
+    pub params: Vec<Param>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Register {
+    pub id: u32,
+    pub name: String,
+    pub bits: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub id: u32,
+    pub name: String,
+    /// The P4 struct carried by the digest.
+    pub struct_name: String,
+    /// Its members: name and bit width.
+    pub members: Vec<(&'static str, u32)>,
+    /// The domain number (`meta.domain`) it reports; TNA's digest type.
+    pub domain: u8,
+    /// The domain's name in the `.clt` file.
+    pub domain_name: String,
+}
+
+/// Every control-plane object of one generated program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Objects {
+    pub tables: Vec<Table>,
+    pub actions: Vec<Action>,
+    pub registers: Vec<Register>,
+    pub digests: Vec<Digest>,
+}
+
+impl Objects {
+    pub fn new(target: Target, domains: &[DomainLayout], sample_slots: u32) -> Objects {
+        let ingress = match target {
+            Target::V1Model => "CltIngress",
+            Target::Tna => "pipe.CltIngress",
+        };
+        let qualified = |name: &str| format!("{ingress}.{name}");
+        let action = |id, name: &str, params: Vec<Param>| Action {
+            id,
+            name: qualified(name),
+            params,
+        };
+        let param = |id, name, bits| Param { id, name, bits };
+        let field = |id, name, bits, kind| MatchField {
+            id,
+            name,
+            bits,
+            kind,
+        };
+        let aref = |id, default_only| ActionRef { id, default_only };
+
+        let tables = vec![
+            Table {
+                id: TABLE_IPV6_ROUTE,
+                name: qualified("ipv6_route"),
+                match_fields: vec![field(1, "dst_addr", 128, MatchKind::Lpm)],
+                actions: vec![aref(ACTION_ROUTE, false), aref(ACTION_DROP, true)],
+                size: IPV6_ROUTE_SIZE,
+            },
+            Table {
+                id: TABLE_IOAM_POLICY,
+                name: qualified("ioam_policy"),
+                match_fields: vec![
+                    field(1, "domain", 8, MatchKind::Exact),
+                    field(2, "dst_addr", 128, MatchKind::Ternary),
+                    field(3, "src_addr", 128, MatchKind::Ternary),
+                    field(4, "proto", 8, MatchKind::Ternary),
+                    field(5, "dst_port", 16, MatchKind::Ternary),
+                    field(6, "src_port", 16, MatchKind::Ternary),
+                ],
+                actions: vec![
+                    aref(ACTION_IOAM_ENCAP, false),
+                    aref(ACTION_IOAM_TRANSIT, false),
+                    aref(ACTION_IOAM_DECAP, false),
+                    aref(ACTION_NO_IOAM, true),
+                ],
+                size: IOAM_POLICY_SIZE,
+            },
+        ];
+        let actions = vec![
+            action(ACTION_DROP, "drop", vec![]),
+            action(
+                ACTION_ROUTE,
+                "route",
+                vec![
+                    param(1, "port", 9),
+                    param(2, "src_mac", 48),
+                    param(3, "dst_mac", 48),
+                ],
+            ),
+            action(ACTION_NO_IOAM, "no_ioam", vec![]),
+            action(
+                ACTION_IOAM_ENCAP,
+                "ioam_encap",
+                vec![
+                    param(1, "domain", 8),
+                    param(2, "slot", 32),
+                    param(3, "k", 32),
+                    param(4, "n", 32),
+                ],
+            ),
+            action(ACTION_IOAM_TRANSIT, "ioam_transit", vec![]),
+            action(ACTION_IOAM_DECAP, "ioam_decap", vec![]),
+        ];
+        let registers = vec![Register {
+            id: REGISTER_SAMPLE_COUNT,
+            name: qualified("sample_count"),
+            bits: 32,
+            size: sample_slots,
+        }];
+
+        let mut taken: Vec<u32> = tables
+            .iter()
+            .map(|t| t.id)
+            .chain(actions.iter().map(|a| a.id))
+            .chain(registers.iter().map(|r| r.id))
+            .collect();
+        let mut digests: Vec<Digest> = domains
+            .iter()
+            .map(|d| Digest {
+                id: match target {
+                    // TNA digests are extern instances: @id applies.
+                    Target::Tna => (PREFIX_DIGEST << 24) | u32::from(d.number),
+                    // v1model digests are calls: p4c hashes the struct's name.
+                    Target::V1Model => 0,
+                },
+                name: match target {
+                    Target::Tna => format!("pipe.CltIngressDeparser.digest_{}", d.tag),
+                    Target::V1Model => digest_struct(d),
+                },
+                struct_name: digest_struct(d),
+                members: digest_members(d),
+                domain: d.number,
+                domain_name: d.name.clone(),
+            })
+            .collect();
+        if target == Target::V1Model {
+            // p4c assigns hashed ids in the sorted order of the names.
+            let mut order: Vec<usize> = (0..digests.len()).collect();
+            order.sort_by(|a, b| digests[*a].name.cmp(&digests[*b].name));
+            for i in order {
+                let id = hashed_id(PREFIX_DIGEST, &digests[i].name, &taken);
+                taken.push(id);
+                digests[i].id = id;
+            }
+        }
+        Objects {
+            tables,
+            actions,
+            registers,
+            digests,
+        }
+    }
+
+    pub fn action(&self, id: u32) -> Option<&Action> {
+        self.actions.iter().find(|a| a.id == id)
+    }
+
+    pub fn table(&self, id: u32) -> Option<&Table> {
+        self.tables.iter().find(|t| t.id == id)
+    }
+
+    /// Every (name, id) pair, for aliases and id checks.
+    pub fn names(&self) -> Vec<(&str, u32)> {
+        self.tables
+            .iter()
+            .map(|t| (t.name.as_str(), t.id))
+            .chain(self.actions.iter().map(|a| (a.name.as_str(), a.id)))
+            .chain(self.registers.iter().map(|r| (r.name.as_str(), r.id)))
+            .chain(self.digests.iter().map(|d| (d.name.as_str(), d.id)))
+            .collect()
+    }
+
+    /// The shortest dot-separated suffix of `name` that no other object's
+    /// name ends with (p4c's alias rule).
+    pub fn alias(&self, name: &str) -> String {
+        let names = self.names();
+        let parts: Vec<&str> = name.split('.').collect();
+        for n in 1..=parts.len() {
+            let suffix = parts[parts.len() - n..].join(".");
+            let clashes = names.iter().any(|(other, _)| {
+                *other != name && {
+                    let o: Vec<&str> = other.split('.').collect();
+                    o.len() >= n && o[o.len() - n..].join(".") == suffix
+                }
+            });
+            if !clashes {
+                return suffix;
+            }
+        }
+        name.to_string()
+    }
+}
+
+/// The name of a domain's digest struct.
+pub fn digest_struct(d: &DomainLayout) -> String {
+    format!("trace_digest_{}_t", d.tag)
+}
+
+/// The members of a domain's digest struct, in declaration order.
+pub fn digest_members(d: &DomainLayout) -> Vec<(&'static str, u32)> {
+    vec![
+        ("namespace_id", 16),
+        ("trace_type", 24),
+        ("flags", 4),
+        ("rem_len", 7),
+        ("has_context", 1),
+        ("trace_id", 128),
+        ("span_id", 64),
+        ("node_data", d.data_len() * 8),
+    ]
+}
+
+/// Bob Jenkins' one-at-a-time hash, as p4c uses it for ids without `@id`.
+pub fn jenkins_one_at_a_time(key: &[u8]) -> u32 {
+    let mut hash: u32 = 0;
+    for &b in key {
+        hash = hash.wrapping_add(u32::from(b));
+        hash = hash.wrapping_add(hash << 10);
+        hash ^= hash >> 6;
+    }
+    hash = hash.wrapping_add(hash << 3);
+    hash ^= hash >> 11;
+    hash = hash.wrapping_add(hash << 15);
+    hash
+}
+
+/// The id p4c gives an object without `@id`: the prefix and the low 24 bits
+/// of the name's hash, probing linearly past ids already taken.
+pub fn hashed_id(prefix: u32, name: &str, taken: &[u32]) -> u32 {
+    let mut value = jenkins_one_at_a_time(name.as_bytes());
+    loop {
+        let id = (prefix << 24) | (value & 0x00ff_ffff);
+        if !taken.contains(&id) {
+            return id;
+        }
+        value = value.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jenkins_matches_p4c_for_no_action() {
+        // p4c gives the built-in NoAction the id 21257015 in every v1model
+        // P4Info (e.g. the p4lang tutorials'): 0x01 prefix, hash of "NoAction".
+        assert_eq!(hashed_id(PREFIX_ACTION, "NoAction", &[]), 21257015);
+    }
+
+    #[test]
+    fn probing_skips_taken_ids() {
+        let first = hashed_id(PREFIX_DIGEST, "x", &[]);
+        assert_eq!(hashed_id(PREFIX_DIGEST, "x", &[first]), first + 1);
+    }
+
+    #[test]
+    fn ids_carry_their_prefix() {
+        let o = Objects::new(Target::V1Model, &[], 1);
+        for t in &o.tables {
+            assert_eq!(t.id >> 24, PREFIX_TABLE);
+        }
+        for a in &o.actions {
+            assert_eq!(a.id >> 24, PREFIX_ACTION);
+        }
+        for r in &o.registers {
+            assert_eq!(r.id >> 24, PREFIX_REGISTER);
+        }
+        assert_eq!(o.alias("CltIngress.ipv6_route"), "ipv6_route");
+    }
+}
