@@ -1,0 +1,191 @@
+//! Compiled inputs of one P4 device: the P4Info and the table entries in
+//! protobuf text format (as `cltc compile` writes them), the program and the
+//! target's device config (bmv2's JSON from p4c-bm2-ss).
+//!
+//! Text format is parsed with `prost-reflect` against the descriptor set
+//! generated with the code, then transcoded into the prost types: no
+//! hand-written parser, and the same field names as p4c and p4runtime-shell.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::proto::p4::config::v1 as cfg;
+use crate::proto::p4::v1 as p4;
+
+fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        // The descriptor set is generated and checked with the code (see
+        // proto/tests/p4runtime_code_is_fresh.rs), so decoding cannot fail
+        // unless the build itself is broken.
+        #[allow(clippy::expect_used)]
+        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the generated P4Runtime descriptor set decodes")
+    })
+}
+
+fn parse_text<T: prost::Message + Default>(message: &str, what: &str, text: &str) -> Result<T> {
+    let desc = pool()
+        .get_message_by_name(message)
+        .ok_or_else(|| Error::TextFormat {
+            what: what.to_string(),
+            message: format!("unknown message {message}"),
+        })?;
+    let dynamic = DynamicMessage::parse_text_format(desc, text).map_err(|e| Error::TextFormat {
+        what: what.to_string(),
+        message: e.to_string(),
+    })?;
+    dynamic.transcode_to::<T>().map_err(|e| Error::TextFormat {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Prints a message in protobuf text format (for `--dry-run` and logs).
+pub fn to_text<T: prost::Message>(message_name: &str, msg: &T) -> Result<String> {
+    let desc = pool()
+        .get_message_by_name(message_name)
+        .ok_or_else(|| Error::TextFormat {
+            what: message_name.to_string(),
+            message: "unknown message".to_string(),
+        })?;
+    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice()).map_err(|e| {
+        Error::TextFormat {
+            what: message_name.to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    let _ = dynamic.descriptor();
+    Ok(dynamic.to_text_format())
+}
+
+/// Parses a P4Info in text format.
+pub fn parse_p4info(text: &str, what: &str) -> Result<cfg::P4Info> {
+    parse_text("p4.config.v1.P4Info", what, text)
+}
+
+/// Parses table entries in P4Runtime text format: a `WriteRequest`-like list
+/// of `updates { type: INSERT entity { table_entry { ... } } }`. Only table
+/// entries with INSERT (or no type) are accepted: they describe a state.
+pub fn parse_entries(text: &str, what: &str) -> Result<Vec<p4::TableEntry>> {
+    let request: p4::WriteRequest = parse_text("p4.v1.WriteRequest", what, text)?;
+    let mut entries = Vec::with_capacity(request.updates.len());
+    for (i, update) in request.updates.into_iter().enumerate() {
+        let ty = p4::update::Type::try_from(update.r#type).unwrap_or(p4::update::Type::Unspecified);
+        if !matches!(ty, p4::update::Type::Insert | p4::update::Type::Unspecified) {
+            return Err(Error::Entry {
+                entry: format!("{what}: update {i}"),
+                reason: format!(
+                    "type {} (only INSERT describes a desired state)",
+                    ty.as_str_name()
+                ),
+            });
+        }
+        match update.entity.and_then(|e| e.entity) {
+            Some(p4::entity::Entity::TableEntry(t)) => entries.push(t),
+            other => {
+                return Err(Error::Entry {
+                    entry: format!("{what}: update {i}"),
+                    reason: format!(
+                        "not a table entry: {}",
+                        other.map_or("empty".to_string(), |o| format!("{o:?}"))
+                    ),
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// The pipeline to push: P4Info, device config and the cookie naming them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pipeline {
+    pub p4info: cfg::P4Info,
+    pub device_config: Vec<u8>,
+    pub cookie: u64,
+}
+
+/// The cookie: the first 8 bytes of SHA-256 over the program, the P4Info (as
+/// encoded protobuf) and the device config, each prefixed by its length. A
+/// recompiled program, a changed P4Info or a new p4c output all change it.
+pub fn cookie(program: &[u8], p4info: &cfg::P4Info, device_config: &[u8]) -> u64 {
+    let mut h = Sha256::new();
+    for part in [
+        program,
+        &prost::Message::encode_to_vec(p4info),
+        device_config,
+    ] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// Where one device's compiled files are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct InputPaths {
+    /// P4Info in text format (`<node>.p4info.txtpb`).
+    pub p4info: PathBuf,
+    /// Table entries in P4Runtime text format (`<node>.entries.txtpb`).
+    pub entries: PathBuf,
+    /// The target's device config (bmv2: the JSON of p4c-bm2-ss).
+    pub device_config: PathBuf,
+    /// The P4 program (`<node>.p4`); only hashed into the cookie.
+    #[serde(default)]
+    pub program: Option<PathBuf>,
+}
+
+/// Everything the controller installs on one device.
+#[derive(Debug, Clone)]
+pub struct DeviceInputs {
+    pub pipeline: Pipeline,
+    pub entries: Vec<p4::TableEntry>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    String::from_utf8(read(path)?).map_err(|e| Error::TextFormat {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl DeviceInputs {
+    pub fn load(paths: &InputPaths) -> Result<DeviceInputs> {
+        let p4info = parse_p4info(
+            &read_text(&paths.p4info)?,
+            &paths.p4info.display().to_string(),
+        )?;
+        let entries = parse_entries(
+            &read_text(&paths.entries)?,
+            &paths.entries.display().to_string(),
+        )?;
+        let device_config = read(&paths.device_config)?;
+        let program = match &paths.program {
+            Some(p) => read(p)?,
+            None => Vec::new(),
+        };
+        let cookie = cookie(&program, &p4info, &device_config);
+        Ok(DeviceInputs {
+            pipeline: Pipeline {
+                p4info,
+                device_config,
+                cookie,
+            },
+            entries,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! `clt-controller`: installs compiled P4 programs and entries over
+//! P4Runtime and forwards the switches' IOAM digests to the collector.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use clt_controller::config::Config;
+use clt_controller::daemon::Daemon;
+use clt_controller::device::{Device, DeviceSpec};
+use clt_controller::inputs::DeviceInputs;
+use clt_controller::metrics::Metrics;
+use clt_controller::reconcile::diff;
+use clt_controller::{Mastership, P4InfoIndex};
+
+#[derive(Debug, Parser)]
+#[command(name = "clt-controller", version, about)]
+struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage every configured device until interrupted: reconnect with
+    /// backoff, reinstall after a switch restart, forward digests.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Install once (pipeline if its cookie differs, then entries) and exit;
+    /// fails when any update is rejected.
+    Install {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this device (default: all).
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Show what `install` would write, without writing (reads the device).
+    Diff {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Parse every device's compiled inputs and print a summary; no network.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config> {
+    Config::load(path).with_context(|| format!("loading {}", path.display()))
+}
+
+fn selected<'a>(
+    config: &'a Config,
+    only: Option<&str>,
+) -> Result<Vec<&'a clt_controller::config::DeviceConfig>> {
+    let devices: Vec<_> = config
+        .devices
+        .iter()
+        .filter(|d| only.is_none_or(|n| d.name == n))
+        .collect();
+    if devices.is_empty() {
+        bail!(
+            "no device {}",
+            only.map_or("configured".to_string(), |n| format!("named {n}"))
+        );
+    }
+    Ok(devices)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.json);
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            let daemon = Daemon::start(&config)
+                .await
+                .context("starting the daemon")?;
+            tokio::signal::ctrl_c()
+                .await
+                .context("waiting for ctrl-c")?;
+            tracing::info!("shutting down");
+            daemon.shutdown().await;
+        }
+        Command::Install { config, device } => {
+            let config = load(&config)?;
+            let mut failed = false;
+            for d in selected(&config, device.as_deref())? {
+                let inputs =
+                    DeviceInputs::load(&d.inputs).with_context(|| format!("device {}", d.name))?;
+                let dev =
+                    Device::new(DeviceSpec::from_config(d), inputs, None, Metrics::default())?;
+                let mut session = dev
+                    .open()
+                    .await
+                    .with_context(|| format!("device {}", d.name))?;
+                if session.mastership() != Mastership::Primary {
+                    bail!(
+                        "device {}: another controller is primary ({:?})",
+                        d.name,
+                        session.mastership()
+                    );
+                }
+                let report = dev
+                    .install(&mut session)
+                    .await
+                    .with_context(|| format!("device {}", d.name))?;
+                println!(
+                    "{}: read {}, inserted {}, modified {}, deleted {}, unchanged {}, {} batches",
+                    d.name,
+                    report.read,
+                    report.inserted,
+                    report.modified,
+                    report.deleted,
+                    report.unchanged,
+                    report.batches
+                );
+                for e in &report.errors {
+                    println!("{}: rejected: {e}", d.name);
+                    failed = true;
+                }
+            }
+            if failed {
+                bail!("some updates were rejected");
+            }
+        }
+        Command::Diff { config, device } => {
+            let config = load(&config)?;
+            for d in selected(&config, device.as_deref())? {
+                let inputs =
+                    DeviceInputs::load(&d.inputs).with_context(|| format!("device {}", d.name))?;
+                let info = P4InfoIndex::new(inputs.pipeline.p4info.clone());
+                let dev = Device::new(
+                    DeviceSpec::from_config(d),
+                    inputs.clone(),
+                    None,
+                    Metrics::default(),
+                )?;
+                let mut session = dev
+                    .open()
+                    .await
+                    .with_context(|| format!("device {}", d.name))?;
+                let cookie = session.pipeline_cookie().await?;
+                if cookie != Some(inputs.pipeline.cookie) {
+                    println!(
+                        "{}: pipeline would be pushed (running cookie {cookie:?})",
+                        d.name
+                    );
+                    println!("{}: then insert {} entries", d.name, inputs.entries.len());
+                    continue;
+                }
+                let tables: Vec<u32> = info.writable_tables().collect();
+                let installed = session.read_table_entries(&tables).await?;
+                let plan = diff(&installed, &inputs.entries);
+                for e in &plan.delete {
+                    println!("{}: - {}", d.name, info.describe(e));
+                }
+                for e in &plan.modify {
+                    println!("{}: ~ {}", d.name, info.describe(e));
+                }
+                for e in &plan.insert {
+                    println!("{}: + {}", d.name, info.describe(e));
+                }
+                println!(
+                    "{}: {} to write, {} unchanged",
+                    d.name,
+                    plan.len(),
+                    plan.unchanged
+                );
+            }
+        }
+        Command::Check { config } => {
+            let config = load(&config)?;
+            for d in &config.devices {
+                let inputs =
+                    DeviceInputs::load(&d.inputs).with_context(|| format!("device {}", d.name))?;
+                let info = P4InfoIndex::new(inputs.pipeline.p4info.clone());
+                let digest = clt_controller::digest::DigestLayout::from_p4info(&info)?;
+                println!(
+                    "{}: {} tables, {} actions, {} entries, cookie {:#018x}, digest {}",
+                    d.name,
+                    info.p4info().tables.len(),
+                    info.p4info().actions.len(),
+                    inputs.entries.len(),
+                    inputs.pipeline.cookie,
+                    digest.map_or("none".to_string(), |l| l.name)
+                );
+                for e in &inputs.entries {
+                    if info.table(e.table_id).is_none() {
+                        bail!(
+                            "{}: entry for unknown table {:#x}: {}",
+                            d.name,
+                            e.table_id,
+                            info.describe(e)
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
