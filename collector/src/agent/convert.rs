@@ -1,0 +1,167 @@
+//! From a captured IPv6 packet to a CLT report, with clt-wire.
+
+use clt_proto::clt_api::CltTrace;
+use clt_proto::ioam_api::{IoamNode, IoamTrace, Opaque};
+use clt_wire::{NodeRepr, PacketRepr};
+
+/// What one packet gave.
+#[derive(Debug)]
+pub enum Parsed {
+    /// An IOAM trace (with or without CLT ids).
+    Trace(Box<CltTrace>),
+    /// A valid packet without an IOAM pre-allocated trace.
+    NoTrace,
+}
+
+fn node(n: &NodeRepr<'_>) -> IoamNode {
+    let mut o = IoamNode::default();
+    if let Some(h) = n.hop_limit_node_id {
+        o.hop_limit = h.hop_limit.into();
+        o.id = h.node_id;
+    }
+    if let Some(i) = n.interface_ids {
+        o.ingress_id = i.ingress.into();
+        o.egress_id = i.egress.into();
+    }
+    o.timestamp_secs = n.timestamp_secs.unwrap_or(0);
+    o.timestamp_frac = n.timestamp_frac.unwrap_or(0);
+    o.transit_delay = n.transit_delay.unwrap_or(0);
+    if let Some(d) = n.namespace_data {
+        o.namespace_data = d.to_be_bytes().to_vec();
+    }
+    o.queue_depth = n.queue_depth.unwrap_or(0);
+    o.csum_comp = n.checksum_complement.unwrap_or(0);
+    if let Some(w) = n.hop_limit_node_id_wide {
+        if n.hop_limit_node_id.is_none() {
+            o.hop_limit = w.hop_limit.into();
+        }
+        o.id_wide = w.node_id;
+    }
+    if let Some(i) = n.interface_ids_wide {
+        o.ingress_id_wide = i.ingress;
+        o.egress_id_wide = i.egress;
+    }
+    if let Some(d) = n.namespace_data_wide {
+        o.namespace_data_wide = d.to_be_bytes().to_vec();
+    }
+    o.buffer_occupancy = n.buffer_occupancy.unwrap_or(0);
+    if let Some(s) = n.opaque_state {
+        o.oss = Some(Opaque {
+            schema_id: s.schema_id,
+            data: s.data.to_vec(),
+        });
+    }
+    o
+}
+
+/// Parses a packet that starts at its IPv6 header.
+pub fn parse_packet(
+    bytes: &[u8],
+    capture_time_ns: u64,
+    reporter: &str,
+    interface: &str,
+) -> Result<Parsed, clt_wire::Error> {
+    let p = PacketRepr::parse(bytes)?;
+    let Some(hbh) = &p.hbh else {
+        return Ok(Parsed::NoTrace);
+    };
+    let Some(trace) = hbh.ioam_trace() else {
+        return Ok(Parsed::NoTrace);
+    };
+    trace.check_entries()?;
+    let (high, low, span) = match hbh.clt() {
+        Some(c) => {
+            let (h, l) = c.trace_id_high_low();
+            (h, l, c.span_id_u64())
+        }
+        None => (0, 0, 0),
+    };
+    let ioam = IoamTrace {
+        trace_id_high: high,
+        trace_id_low: low,
+        span_id: span,
+        namespace_id: trace.namespace_id.into(),
+        bit_field: trace.trace_type.bits() << 8,
+        nodes: trace.nodes().map(|n| node(&n)).collect(),
+    };
+    Ok(Parsed::Trace(Box::new(CltTrace {
+        trace: Some(ioam),
+        src_addr: p.ipv6.src_addr.octets().to_vec(),
+        dst_addr: p.ipv6.dst_addr.octets().to_vec(),
+        src_port: p.upper.src_port.unwrap_or(0).into(),
+        dst_port: p.upper.dst_port.unwrap_or(0).into(),
+        protocol: u8::from(p.upper.protocol).into(),
+        capture_time_unix_nano: capture_time_ns,
+        reporter: reporter.to_owned(),
+        interface: interface.to_owned(),
+    })))
+}
+
+/// One JSON line for `--output json`.
+pub fn to_json(t: &CltTrace) -> serde_json::Value {
+    let r = crate::model::IoamReport::from_clt(t.clone());
+    let nodes: Vec<serde_json::Value> = t
+        .trace
+        .as_ref()
+        .map(|tr| {
+            tr.nodes
+                .iter()
+                .map(|n| {
+                    serde_json::json!({
+                        "hop_limit": n.hop_limit, "node_id": n.id,
+                        "ingress_if_id": n.ingress_id, "egress_if_id": n.egress_id,
+                        "timestamp_secs": n.timestamp_secs, "timestamp_frac": n.timestamp_frac,
+                        "transit_delay": n.transit_delay, "queue_depth": n.queue_depth,
+                        "checksum_complement": n.csum_comp, "buffer_occupancy": n.buffer_occupancy,
+                        "node_id_wide": n.id_wide, "ingress_if_id_wide": n.ingress_id_wide,
+                        "egress_if_id_wide": n.egress_id_wide,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "trace_id": r.key.map(|k| format!("{:032x}", k.trace_id)),
+        "span_id": r.key.map(|k| format!("{:016x}", k.span_id)),
+        "namespace_id": r.namespace_id,
+        "trace_type": format!("{:#08x}", r.trace_type),
+        "flow": r.flow,
+        "capture_time_ns": r.capture_time_ns,
+        "reporter": r.reporter,
+        "nodes": nodes,
+    })
+}
+
+/// A human-readable line per trace, then one per node (last hop first, as
+/// carried).
+pub fn to_human(t: &CltTrace) -> String {
+    let r = crate::model::IoamReport::from_clt(t.clone());
+    let ids = match r.key {
+        Some(k) => format!("trace {:032x} span {:016x}", k.trace_id, k.span_id),
+        None => "plain ioam".to_owned(),
+    };
+    let flow = r.flow.map_or(String::new(), |f| {
+        format!(
+            " [{}]:{} -> [{}]:{} proto {}",
+            f.src, f.src_port, f.dst, f.dst_port, f.protocol
+        )
+    });
+    let mut s = format!(
+        "{ids} ns {} type {:#08x}{flow} on {}\n",
+        r.namespace_id, r.trace_type, r.reporter
+    );
+    for (i, n) in r.nodes.iter().enumerate() {
+        s.push_str(&format!(
+            "  node {i}: id {} hlim {} if {}/{} ts {}.{:06} queue {} delay {}\n",
+            n.id,
+            n.hop_limit,
+            n.ingress_id,
+            n.egress_id,
+            n.timestamp_secs,
+            n.timestamp_frac,
+            n.queue_depth,
+            n.transit_delay
+        ));
+    }
+    s
+}

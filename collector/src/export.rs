@@ -1,0 +1,331 @@
+//! The way out: a bounded buffer of output spans and the task that drains it
+//! into the downstream (OTLP/gRPC through `opentelemetry-otlp`) or the
+//! embedded store, retrying with backoff while the downstream is away.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{
+    Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue, Value};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_otlp::WithTonicConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use tokio::sync::Notify;
+
+use crate::Error;
+use crate::metrics::Counters;
+use crate::model::{AttrValue, Attributes, OutKind, OutSpan};
+use crate::store::Store;
+
+/// Spans waiting to go out, bounded in count and bytes. A span that does not
+/// fit is dropped and counted; nothing already in is ever dropped.
+#[derive(Debug)]
+pub struct ExportQueue {
+    inner: Mutex<QueueInner>,
+    notify: Notify,
+    max_spans: usize,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueInner {
+    spans: VecDeque<(OutSpan, usize)>,
+    bytes: usize,
+}
+
+impl ExportQueue {
+    pub fn new(max_spans: usize, max_bytes: usize) -> ExportQueue {
+        ExportQueue {
+            inner: Mutex::default(),
+            notify: Notify::new(),
+            max_spans,
+            max_bytes,
+        }
+    }
+
+    /// Queues spans; returns how many were dropped for lack of room.
+    pub fn push(&self, spans: impl IntoIterator<Item = OutSpan>) -> u64 {
+        let mut dropped = 0;
+        {
+            let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            for s in spans {
+                let b = s.approx_bytes();
+                if q.spans.len() >= self.max_spans || q.bytes + b > self.max_bytes {
+                    dropped += 1;
+                    continue;
+                }
+                q.bytes += b;
+                q.spans.push_back((s, b));
+            }
+        }
+        self.notify.notify_one();
+        dropped
+    }
+
+    fn take(&self, n: usize) -> Vec<(OutSpan, usize)> {
+        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(q.spans.len());
+        let batch: Vec<_> = q.spans.drain(..n).collect();
+        q.bytes -= batch.iter().map(|(_, b)| b).sum::<usize>();
+        batch
+    }
+
+    /// Puts a failed batch back at the front, in order. Always fits: it was
+    /// taken from this queue and the bound is checked only on push.
+    fn put_back(&self, batch: Vec<(OutSpan, usize)>) {
+        let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        q.bytes += batch.iter().map(|(_, b)| b).sum::<usize>();
+        for item in batch.into_iter().rev() {
+            q.spans.push_front(item);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .spans
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+}
+
+fn to_value(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Bool(b) => Value::Bool(*b),
+        AttrValue::Int(i) => Value::I64(*i),
+        AttrValue::Double(d) => Value::F64(*d),
+        AttrValue::Str(s) => Value::String(s.clone().into()),
+    }
+}
+
+fn to_kvs(a: &Attributes) -> Vec<KeyValue> {
+    a.iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), to_value(v)))
+        .collect()
+}
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+/// Builds the SDK's `SpanData` with the span's own ids.
+pub fn to_span_data(s: &OutSpan) -> SpanData {
+    let ctx = SpanContext::new(
+        TraceId::from_bytes(s.trace_id.to_be_bytes()),
+        SpanId::from_bytes(s.span_id.to_be_bytes()),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    );
+    let events = s
+        .events
+        .iter()
+        .map(|e| Event::new(e.name.clone(), time(e.time_ns), to_kvs(&e.attributes), 0))
+        .collect();
+    SpanData {
+        span_context: ctx,
+        parent_span_id: SpanId::from_bytes(s.parent_span_id.to_be_bytes()),
+        parent_span_is_remote: false,
+        span_kind: match s.kind {
+            OutKind::Server => SpanKind::Server,
+            OutKind::Client => SpanKind::Client,
+            OutKind::Producer => SpanKind::Producer,
+            OutKind::Consumer => SpanKind::Consumer,
+            OutKind::Internal | OutKind::Unspecified => SpanKind::Internal,
+        },
+        name: s.name.clone().into(),
+        start_time: time(s.start_ns),
+        end_time: time(s.end_ns),
+        attributes: to_kvs(&s.attributes),
+        dropped_attributes_count: 0,
+        events: {
+            let mut ev = SpanEvents::default();
+            ev.events = events;
+            ev
+        },
+        links: SpanLinks::default(),
+        status: match s.status_code {
+            1 => Status::Ok,
+            2 => Status::error(s.status_message.clone()),
+            _ => Status::Unset,
+        },
+        instrumentation_scope: InstrumentationScope::builder(s.scope_name.clone())
+            .with_version(s.scope_version.clone())
+            .build(),
+    }
+}
+
+/// Where spans go.
+#[derive(Debug)]
+pub enum Downstream {
+    Otlp(OtlpDownstream),
+    Store(Arc<Store>),
+}
+
+/// OTLP/gRPC exporters over one channel, one per distinct resource (the
+/// SDK's exporter carries one resource).
+#[derive(Debug)]
+pub struct OtlpDownstream {
+    channel: tonic::transport::Channel,
+    timeout: Duration,
+    exporters: HashMap<String, opentelemetry_otlp::SpanExporter>,
+}
+
+/// More distinct resources than this share the last exporter built (a
+/// safety valve; real deployments have a handful of services).
+const MAX_EXPORTERS: usize = 256;
+
+impl OtlpDownstream {
+    pub fn new(endpoint: &str, timeout: Duration) -> Result<OtlpDownstream, Error> {
+        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())
+            .map_err(|e| Error::Config(format!("downstream {endpoint}: {e}")))?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_lazy();
+        Ok(OtlpDownstream {
+            channel,
+            timeout,
+            exporters: HashMap::new(),
+        })
+    }
+
+    fn exporter(
+        &mut self,
+        resource: &Attributes,
+    ) -> Result<&opentelemetry_otlp::SpanExporter, Error> {
+        let key = serde_json::to_string(resource).unwrap_or_default();
+        if !self.exporters.contains_key(&key) {
+            let mut e = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_channel(self.channel.clone())
+                .with_timeout(self.timeout)
+                .build()
+                .map_err(|e| Error::Export(e.to_string()))?;
+            e.set_resource(
+                &Resource::builder_empty()
+                    .with_attributes(to_kvs(resource))
+                    .build(),
+            );
+            if self.exporters.len() >= MAX_EXPORTERS {
+                self.exporters.clear();
+            }
+            self.exporters.insert(key.clone(), e);
+        }
+        self.exporters
+            .get(&key)
+            .ok_or_else(|| Error::Export("no exporter".into()))
+    }
+
+    /// Exports a batch; on error returns the spans that did not go.
+    async fn export(
+        &mut self,
+        batch: Vec<(OutSpan, usize)>,
+    ) -> Result<(), (Error, Vec<(OutSpan, usize)>)> {
+        let mut groups: Vec<(Attributes, Vec<(OutSpan, usize)>)> = Vec::new();
+        for item in batch {
+            match groups.iter_mut().find(|(r, _)| *r == item.0.resource) {
+                Some((_, g)) => g.push(item),
+                None => groups.push((item.0.resource.clone(), vec![item])),
+            }
+        }
+        let mut failed = Vec::new();
+        let mut first_err = None;
+        for (resource, group) in groups {
+            if first_err.is_some() {
+                failed.extend(group);
+                continue;
+            }
+            let data: Vec<SpanData> = group.iter().map(|(s, _)| to_span_data(s)).collect();
+            let res = match self.exporter(&resource) {
+                Ok(e) => e
+                    .export(data)
+                    .await
+                    .map_err(|e| Error::Export(e.to_string())),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                first_err = Some(e);
+                failed.extend(group);
+            }
+        }
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err((e, failed)),
+        }
+    }
+}
+
+/// Drains `queue` into `downstream` until `stop` is notified and the queue
+/// is empty (or, on stop, one last attempt failed).
+pub async fn run_exporter(
+    queue: Arc<ExportQueue>,
+    mut downstream: Downstream,
+    batch_size: usize,
+    counters: Arc<Counters>,
+    stop: Arc<Notify>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut stopping = false;
+    loop {
+        let batch = queue.take(batch_size.max(1));
+        if batch.is_empty() {
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                _ = queue.notify.notified() => {}
+                _ = stop.notified() => stopping = true,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        let n = batch.len() as u64;
+        let result = match &mut downstream {
+            Downstream::Otlp(d) => d.export(batch).await,
+            Downstream::Store(st) => {
+                let spans: Vec<OutSpan> = batch.iter().map(|(s, _)| s.clone()).collect();
+                let st = Arc::clone(st);
+                match tokio::task::spawn_blocking(move || st.append(&spans)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err((e, batch)),
+                    Err(e) => Err((Error::Store(e.to_string()), batch)),
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                counters.export_spans_ok.fetch_add(n, Ordering::Relaxed);
+                backoff = Duration::from_millis(50);
+            }
+            Err((e, failed)) => {
+                let ok = n - failed.len() as u64;
+                counters.export_spans_ok.fetch_add(ok, Ordering::Relaxed);
+                counters.export_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "export failed");
+                queue.put_back(failed);
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.notified() => stopping = true,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
