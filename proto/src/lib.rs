@@ -34,4 +34,29 @@ pub mod clt_api {
     include!("gen/clt_api.rs");
 }
 
+/// P4Runtime (packages `p4.v1`, `p4.config.v1`, `google.rpc`), written from
+/// the specification in `p4runtime/` and generated into `p4runtime/gen/`
+/// (checked by `tests/p4runtime_code_is_fresh.rs`).
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod p4runtime {
+    pub mod p4 {
+        pub mod v1 {
+            include!("../p4runtime/gen/p4.v1.rs");
+        }
+        pub mod config {
+            pub mod v1 {
+                include!("../p4runtime/gen/p4.config.v1.rs");
+            }
+        }
+    }
+    pub mod google {
+        pub mod rpc {
+            include!("../p4runtime/gen/google.rpc.rs");
+        }
+    }
+    /// The encoded `FileDescriptorSet` of these packages and their imports,
+    /// for reflection (e.g. protobuf text format with `prost-reflect`).
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("../p4runtime/gen/p4runtime.bin");
+}
+
 pub use codec::{DecodeError, IoamVariant};
