@@ -8,7 +8,11 @@ use cltc::artifact::linux::LinuxPlan;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "clt-linux", version, about = "Apply a cltc Linux plan over netlink")]
+#[command(
+    name = "clt-linux",
+    version,
+    about = "Apply a cltc Linux plan over netlink"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

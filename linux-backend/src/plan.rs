@@ -8,12 +8,12 @@
 //!   not be undone;
 //! - teardown removes only what the plan names.
 
+use crate::nl::Netlink;
 use crate::nl::ioam6::{NamespaceRepr, SchemaRepr};
 use crate::nl::route::{
     self, AddrRepr, Encap, IFA_F_NODAD, IFA_F_PERMANENT, Ioam6EncapRepr, LinkRepr, NUD_PERMANENT,
     NeighRepr, RouteRepr, TraceHdr,
 };
-use crate::nl::Netlink;
 use crate::{Error, sysctl};
 use cltc::artifact::linux::{Ioam6Mode, LinuxPlan, RouteConfig};
 use ipnet::Ipv6Net;
@@ -79,8 +79,7 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, Error> {
     (0..s.len())
         .step_by(2)
         .map(|i| {
-            u8::from_str_radix(&s[i..i + 2], 16)
-                .map_err(|_| Error::Plan(format!("bad hex {s:?}")))
+            u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| Error::Plan(format!("bad hex {s:?}")))
         })
         .collect()
 }
@@ -408,7 +407,10 @@ impl fmt::Display for Change {
                 f,
                 "+ ioam schema {} data {}",
                 s.id,
-                s.data.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                s.data
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
             ),
             Change::DelSchema(s) => write!(f, "- ioam schema {}", s.id),
             Change::AddNamespace(n) => write!(f, "+ {}", fmt_ns(n)),
@@ -755,10 +757,7 @@ pub fn diff_against(
         let idx = state.index(&r.dev);
         let old = state.route_to(&r.dst);
         let same = old.is_some_and(|o| {
-            idx.is_some()
-                && o.oif == idx
-                && o.gateway == r.via
-                && encap_matches(&r.encap, &o.encap)
+            idx.is_some() && o.oif == idx && o.gateway == r.via && encap_matches(&r.encap, &o.encap)
         });
         if !same {
             r.priority = old.and_then(|o| o.priority);
@@ -886,7 +885,11 @@ impl fmt::Display for Report {
                 f,
                 "{} change(s) {}",
                 self.changes.len(),
-                if self.applied { "applied" } else { "not applied (dry run)" }
+                if self.applied {
+                    "applied"
+                } else {
+                    "not applied (dry run)"
+                }
             )?;
         }
         Ok(())
@@ -1026,7 +1029,10 @@ pub fn show(nl: &Netlink, plan: &LinuxPlan) -> Result<String, Error> {
             "{}ioam schema {} data {} namespace {:?}\n",
             mark(plan.schemas.iter().any(|p| p.id == s.id)),
             s.id,
-            s.data.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            s.data
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             s.namespace
         );
     }
@@ -1037,9 +1043,11 @@ pub fn show(nl: &Netlink, plan: &LinuxPlan) -> Result<String, Error> {
             fmt_ns(n)
         );
     }
-    for r in state.routes.iter().filter(|r| {
-        r.protocol == route::RTPROT_CLT || plan.routes.iter().any(|p| p.dst == r.dst)
-    }) {
+    for r in state
+        .routes
+        .iter()
+        .filter(|r| r.protocol == route::RTPROT_CLT || plan.routes.iter().any(|p| p.dst == r.dst))
+    {
         let dev = r
             .oif
             .and_then(|i| names.get(&i).cloned())
@@ -1052,7 +1060,10 @@ pub fn show(nl: &Netlink, plan: &LinuxPlan) -> Result<String, Error> {
         );
     }
     if nl.malformed.get() > 0 {
-        out += &format!("{} malformed kernel message(s) skipped\n", nl.malformed.get());
+        out += &format!(
+            "{} malformed kernel message(s) skipped\n",
+            nl.malformed.get()
+        );
     }
     Ok(out)
 }

@@ -106,7 +106,10 @@ fn parse_num(key: &str) -> Result<u64, Error> {
     let v = sysctl::read(key)?;
     v.parse().map_err(|_| Error::Sysctl {
         key: key.to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a number: {v}")),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a number: {v}"),
+        ),
     })
 }
 
@@ -228,12 +231,10 @@ fn own_entry<'a>(
         namespace_data: has(TraceField::NamespaceData).then_some(ns.data),
         queue_depth: has(TraceField::QueueDepth).then_some(UNAVAILABLE_U32),
         checksum_complement: has(TraceField::ChecksumComplement).then_some(UNAVAILABLE_U32),
-        hop_limit_node_id_wide: has(TraceField::HopLimitNodeIdWide).then_some(
-            HopLimitNodeIdWide {
-                hop_limit,
-                node_id: state.node_id_wide & 0x00ff_ffff_ffff_ffff,
-            },
-        ),
+        hop_limit_node_id_wide: has(TraceField::HopLimitNodeIdWide).then_some(HopLimitNodeIdWide {
+            hop_limit,
+            node_id: state.node_id_wide & 0x00ff_ffff_ffff_ffff,
+        }),
         interface_ids_wide: has(TraceField::InterfaceIdsWide).then_some(InterfaceIdsWide {
             ingress: u32::MAX,
             egress: egress_wide,
@@ -276,7 +277,11 @@ fn header_into(
     buf: &mut [u8],
 ) -> Result<usize, Error> {
     let state = state_for(fd)?;
-    let mut b = HbhBuilder::new().trace(policy.namespace, policy.trace_type, usize::from(policy.size));
+    let mut b = HbhBuilder::new().trace(
+        policy.namespace,
+        policy.trace_type,
+        usize::from(policy.size),
+    );
     if policy.context_w3c {
         b = b.clt(CltRepr { trace_id, span_id });
     }
@@ -291,7 +296,8 @@ fn header_into(
         })?
         .clamp(0, 255) as u8;
     let t = policy.trace_type;
-    let needs_egress = t.contains(TraceField::InterfaceIds) || t.contains(TraceField::InterfaceIdsWide);
+    let needs_egress =
+        t.contains(TraceField::InterfaceIds) || t.contains(TraceField::InterfaceIdsWide);
     let egress = if needs_egress {
         let dev = match &opts.egress {
             Some(d) => Some(d.clone()),
@@ -364,7 +370,10 @@ pub fn receive_hopopts(fd: &impl AsFd) -> Result<(), Error> {
 }
 
 /// Receives one datagram and its Hop-by-Hop header, if it had one.
-pub fn recv_with_hopopts(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<Vec<u8>>), Error> {
+pub fn recv_with_hopopts(
+    fd: &impl AsFd,
+    buf: &mut [u8],
+) -> Result<(usize, Option<Vec<u8>>), Error> {
     sys::recv_with_hopopts(fd.as_fd(), buf).map_err(|source| Error::Socket {
         op: "recvmsg",
         source,

@@ -60,7 +60,12 @@ pub fn get_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int) -> io:
     Ok(v)
 }
 
-pub fn set_int(fd: BorrowedFd<'_>, level: libc::c_int, name: libc::c_int, v: i32) -> io::Result<()> {
+pub fn set_int(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: i32,
+) -> io::Result<()> {
     // SAFETY: `v` lives across the call and its size is passed.
     check(unsafe {
         libc::setsockopt(

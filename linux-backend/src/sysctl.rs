@@ -18,7 +18,7 @@ const GLOBAL_DEFAULTS: &[(&str, &str)] = &[
 /// dots, so `net.ipv6.conf.<if>.<leaf>` and `net.ipv6.neigh.<if>.<leaf>` keep
 /// the middle part whole.
 pub fn path(key: &str) -> Result<PathBuf, Error> {
-    if key.is_empty() || key.contains('/') || key.contains("..") || key.starts_with('.') {
+    if key.is_empty() || key.contains("..") || key.starts_with('.') || key.contains('\0') {
         return Err(Error::Plan(format!("bad sysctl key {key:?}")));
     }
     for prefix in [
@@ -31,12 +31,20 @@ pub fn path(key: &str) -> Result<PathBuf, Error> {
             let Some((iface, leaf)) = rest.rsplit_once('.') else {
                 return Err(Error::Plan(format!("bad sysctl key {key:?}")));
             };
+            // sysctl(8) spells a `.` in an interface name as `/`.
+            let iface = iface.replace('/', ".");
+            if iface.is_empty() || leaf.contains('/') {
+                return Err(Error::Plan(format!("bad sysctl key {key:?}")));
+            }
             let mut p = PathBuf::from("/proc/sys");
             p.extend(prefix.trim_end_matches('.').split('.'));
             p.push(iface);
             p.push(leaf);
             return Ok(p);
         }
+    }
+    if key.contains('/') {
+        return Err(Error::Plan(format!("bad sysctl key {key:?}")));
     }
     let mut p = PathBuf::from("/proc/sys");
     p.extend(key.split('.'));
@@ -88,8 +96,7 @@ pub fn default_of(key: &str) -> Result<Option<String>, Error> {
         return Ok(Some((*v).to_string()));
     }
     for prefix in ["net.ipv6.conf.", "net.ipv4.conf."] {
-        let Some((iface, leaf)) = key.strip_prefix(prefix).and_then(|r| r.rsplit_once('.'))
-        else {
+        let Some((iface, leaf)) = key.strip_prefix(prefix).and_then(|r| r.rsplit_once('.')) else {
             continue;
         };
         if iface != "default" {
@@ -113,7 +120,12 @@ mod tests {
             path("net.ipv6.ioam6_id").unwrap(),
             PathBuf::from("/proc/sys/net/ipv6/ioam6_id")
         );
-        assert!(path("net.ipv6.conf.x/../y").is_err());
+        assert_eq!(
+            path("net.ipv6.conf.eth0/100.ioam6_id").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv6/conf/eth0.100/ioam6_id")
+        );
+        assert!(path("net.ipv6.conf.x/../y.z").is_err());
+        assert!(path("net/ipv6/ioam6_id").is_err());
         assert!(path("net.ipv6.conf.noleaf").is_err());
     }
 

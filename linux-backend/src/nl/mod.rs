@@ -414,7 +414,9 @@ impl Netlink {
     /// and fails on the device (`ENODEV`). Nothing is ever installed.
     pub fn probe_ioam6_lwtunnel(&self) -> Result<bool, Error> {
         let probe = RouteRepr {
-            dst: "2001:db8:c17::/128".parse().map_err(|_| Error::Plan("probe prefix".into()))?,
+            dst: "2001:db8:c17::/128"
+                .parse()
+                .map_err(|_| Error::Plan("probe prefix".into()))?,
             table: route::RT_TABLE_MAIN,
             protocol: route::RTPROT_CLT,
             scope: route::RT_SCOPE_UNIVERSE,

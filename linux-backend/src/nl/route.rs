@@ -188,7 +188,8 @@ impl AddrRepr {
                 _ => {}
             }
         }
-        let address = address.ok_or_else(|| Error::Malformed("address without IFA_ADDRESS".into()))?;
+        let address =
+            address.ok_or_else(|| Error::Malformed("address without IFA_ADDRESS".into()))?;
         let address = Ipv6Net::new(address, prefix_len)
             .map_err(|_| Error::Malformed(format!("prefix length {prefix_len}")))?;
         Ok(Some(AddrRepr {
@@ -355,7 +356,9 @@ impl Ioam6EncapRepr {
             }
         }
         if !trace {
-            return Err(Error::Malformed("ioam6 encap without IOAM6_IPTUNNEL_TRACE".into()));
+            return Err(Error::Malformed(
+                "ioam6 encap without IOAM6_IPTUNNEL_TRACE".into(),
+            ));
         }
         Ok(r)
     }
@@ -451,7 +454,11 @@ impl RouteRepr {
         let mut h = [0u8; 12];
         h[0] = AF_INET6;
         h[1] = self.dst.prefix_len();
-        h[4] = if self.table < 256 { self.table as u8 } else { 252 };
+        h[4] = if self.table < 256 {
+            self.table as u8
+        } else {
+            252
+        };
         h[5] = self.protocol;
         h[6] = self.scope;
         h[7] = self.kind;
@@ -478,7 +485,9 @@ impl RouteRepr {
                 w.nested(rta::ENCAP, |w| e.emit(w));
             }
             Some(Encap::Other(t)) => {
-                return Err(Error::Plan(format!("cannot emit route encapsulation type {t}")));
+                return Err(Error::Plan(format!(
+                    "cannot emit route encapsulation type {t}"
+                )));
             }
         }
         Ok(w.finish())
@@ -541,7 +550,10 @@ mod tests {
             gateway: None,
             ..r
         };
-        assert_eq!(RouteRepr::parse(&plain.emit().unwrap()).unwrap(), Some(plain));
+        assert_eq!(
+            RouteRepr::parse(&plain.emit().unwrap()).unwrap(),
+            Some(plain)
+        );
     }
 
     /// `ip -6 route add db02::/64 via db01::2 dev veth0` as the kernel dumps
