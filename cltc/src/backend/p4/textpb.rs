@@ -117,3 +117,241 @@ impl TextWriter {
         self.out
     }
 }
+
+/// A field value of a parsed text-format message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextValue {
+    /// A number or enum name, as written.
+    Scalar(String),
+    /// A string literal, unescaped to bytes.
+    Bytes(Vec<u8>),
+    Message(TextMessage),
+}
+
+/// A parsed protobuf text-format message: its fields in order, without a
+/// schema. Enough to read back what this backend writes (tests, tools).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TextMessage {
+    pub fields: Vec<(String, TextValue)>,
+}
+
+impl TextMessage {
+    /// Parses text format: `name: value`, `name { ... }`, `# comments`.
+    pub fn parse(text: &str) -> Result<TextMessage, String> {
+        let tokens = tokenize(text)?;
+        let mut at = 0;
+        let msg = parse_fields(&tokens, &mut at)?;
+        match tokens.get(at) {
+            None => Ok(msg),
+            Some(t) => Err(format!("unexpected {t:?} at top level")),
+        }
+    }
+
+    /// Every value of field `name`.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a TextValue> + 'a {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Every sub-message of field `name`.
+    pub fn messages<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a TextMessage> + 'a {
+        self.all(name).filter_map(|v| match v {
+            TextValue::Message(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// The first sub-message of field `name`.
+    pub fn message<'a>(&'a self, name: &'a str) -> Option<&'a TextMessage> {
+        self.messages(name).next()
+    }
+
+    /// The first scalar of field `name`, as written.
+    pub fn scalar<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.all(name).find_map(|v| match v {
+            TextValue::Scalar(s) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The first scalar of field `name` as an unsigned number.
+    pub fn number(&self, name: &str) -> Option<u64> {
+        self.scalar(name).and_then(|s| s.parse().ok())
+    }
+
+    /// The first string of field `name`.
+    pub fn bytes<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.all(name).find_map(|v| match v {
+            TextValue::Bytes(b) => Some(b.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// The first string of field `name` as UTF-8.
+    pub fn string<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.bytes(name).and_then(|b| std::str::from_utf8(b).ok())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Word(String),
+    Str(Vec<u8>),
+    Colon,
+    Open,
+    Close,
+}
+
+fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+    let bytes = text.as_bytes();
+    let mut tokens = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b':' => {
+                tokens.push(Token::Colon);
+                i += 1;
+            }
+            b'{' => {
+                tokens.push(Token::Open);
+                i += 1;
+            }
+            b'}' => {
+                tokens.push(Token::Close);
+                i += 1;
+            }
+            b'"' => {
+                let (s, next) = string_token(bytes, i + 1)?;
+                tokens.push(Token::Str(s));
+                i = next;
+            }
+            _ => {
+                let start = i;
+                while i < bytes.len()
+                    && !matches!(
+                        bytes[i],
+                        b' ' | b'\t' | b'\r' | b'\n' | b':' | b'{' | b'}' | b'"' | b'#'
+                    )
+                {
+                    i += 1;
+                }
+                tokens.push(Token::Word(text[start..i].to_string()));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Reads a string literal body starting after its opening quote.
+fn string_token(bytes: &[u8], mut i: usize) -> Result<(Vec<u8>, usize), String> {
+    let mut out = Vec::new();
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => return Ok((out, i + 1)),
+            b'\\' => {
+                let esc = *bytes.get(i + 1).ok_or("unterminated escape")?;
+                i += 2;
+                match esc {
+                    b'x' => {
+                        let hex = bytes.get(i..i + 2).ok_or("short \\x escape")?;
+                        let hex = std::str::from_utf8(hex).map_err(|e| e.to_string())?;
+                        out.push(u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?);
+                        i += 2;
+                    }
+                    b'0'..=b'7' => {
+                        let mut value = u32::from(esc - b'0');
+                        for _ in 0..2 {
+                            match bytes.get(i) {
+                                Some(d @ b'0'..=b'7') => {
+                                    value = value * 8 + u32::from(d - b'0');
+                                    i += 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        out.push(u8::try_from(value).map_err(|e| e.to_string())?);
+                    }
+                    b'n' => out.push(b'\n'),
+                    b't' => out.push(b'\t'),
+                    b'r' => out.push(b'\r'),
+                    other => out.push(other),
+                }
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Err("unterminated string".to_string())
+}
+
+fn parse_fields(tokens: &[Token], at: &mut usize) -> Result<TextMessage, String> {
+    let mut msg = TextMessage::default();
+    while let Some(Token::Word(name)) = tokens.get(*at) {
+        *at += 1;
+        if tokens.get(*at) == Some(&Token::Colon) {
+            *at += 1;
+        }
+        let value = match tokens.get(*at) {
+            Some(Token::Open) => {
+                *at += 1;
+                let inner = parse_fields(tokens, at)?;
+                if tokens.get(*at) != Some(&Token::Close) {
+                    return Err(format!("missing }} after {name}"));
+                }
+                *at += 1;
+                TextValue::Message(inner)
+            }
+            Some(Token::Str(s)) => {
+                *at += 1;
+                TextValue::Bytes(s.clone())
+            }
+            Some(Token::Word(w)) => {
+                *at += 1;
+                TextValue::Scalar(w.clone())
+            }
+            other => return Err(format!("no value for {name}: {other:?}")),
+        };
+        msg.fields.push((name.clone(), value));
+    }
+    Ok(msg)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_what_the_writer_writes() {
+        let mut w = TextWriter::new();
+        w.comment("hello");
+        w.field("device_id", 1);
+        w.open("updates");
+        w.field("type", "INSERT");
+        w.field("value", bytes_literal(&[0, 0xff, b'"']));
+        w.close();
+        let msg = TextMessage::parse(&w.finish()).unwrap();
+        assert_eq!(msg.number("device_id"), Some(1));
+        let u = msg.message("updates").unwrap();
+        assert_eq!(u.scalar("type"), Some("INSERT"));
+        assert_eq!(u.bytes("value"), Some(&[0, 0xff, b'"'][..]));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(TextMessage::parse("a {").is_err());
+        assert!(TextMessage::parse("a: \"x").is_err());
+        assert!(TextMessage::parse("}").is_err());
+        assert!(TextMessage::parse("a: \"\\x").is_err());
+    }
+}
