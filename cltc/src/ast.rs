@@ -27,6 +27,9 @@ pub type Text = Ident;
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct File {
     pub items: Vec<Item>,
+    /// Names of items lost to syntax errors (`node`/`domain`/`policy`, name),
+    /// so the checker does not report them as unknown.
+    pub lost: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -93,6 +93,8 @@ pub struct MIface {
     pub mac: Option<Mac>,
     pub mtu: u16,
     pub peer: Option<Endpoint>,
+    /// A statement of it was invalid: checks that need it stay quiet.
+    pub broken: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -119,6 +121,8 @@ pub fn check(file: &ast::File, diags: &mut Diagnostics) -> Option<Model> {
     let before = diags.errors().count();
     let mut cx = Cx {
         diags,
+        lost: file.lost.clone(),
+        links_broken: false,
         domain_names: HashMap::new(),
         node_names: HashMap::new(),
     };
@@ -145,6 +149,10 @@ pub fn check(file: &ast::File, diags: &mut Diagnostics) -> Option<Model> {
 
 struct Cx<'d> {
     diags: &'d mut Diagnostics,
+    /// Names lost to syntax errors: never reported as unknown.
+    lost: Vec<(String, String)>,
+    /// A link was dropped by an error: "no path" would only repeat it.
+    links_broken: bool,
     domain_names: HashMap<String, (DomainIdx, Span)>,
     node_names: HashMap<String, (NodeIdx, Span)>,
 }
@@ -713,7 +721,14 @@ impl Cx<'_> {
         }
     }
 
+    fn is_lost(&self, kind: &str, name: &str) -> bool {
+        self.lost.iter().any(|(k, n)| k == kind && n == name)
+    }
+
     fn unknown_domain(&mut self, name: &ast::Ident) {
+        if self.is_lost("domain", &name.text) {
+            return;
+        }
         let mut known: Vec<&String> = self.domain_names.keys().collect();
         known.sort();
         let hint = if known.is_empty() {
@@ -781,9 +796,13 @@ impl Cx<'_> {
         let mut address = None;
         let mut mac = None;
         let mut mtu = None;
+        let before = self.diags.len();
+        let mut had_id = false;
+        let mut had_address = false;
         for s in &i.stmts {
             match s {
                 IfaceStmt::Id { wide, value, span } => {
+                    had_id = true;
                     if *wide {
                         self.push(
                             err(Code::E0022Misplaced, *span, format!("`id wide` on an {what}"))
@@ -817,6 +836,7 @@ impl Cx<'_> {
                     }
                 }
                 IfaceStmt::Address { text, span } => {
+                    had_address = true;
                     if is_port {
                         self.push(
                             err(Code::E0022Misplaced, *span, "`address` on a switch port")
@@ -846,7 +866,7 @@ impl Cx<'_> {
                 }
             }
         }
-        if if_id.is_none() {
+        if if_id.is_none() && !had_id {
             self.push(
                 err(
                     Code::E0019Missing,
@@ -856,7 +876,7 @@ impl Cx<'_> {
                 .hint("add `id N`, the 16-bit IOAM interface id"),
             );
         }
-        if !is_port && address.is_none() {
+        if !is_port && address.is_none() && !had_address {
             self.push(
                 err(
                     Code::E0019Missing,
@@ -875,12 +895,14 @@ impl Cx<'_> {
             mac: mac.map(|m| m.0),
             mtu: mtu.map(|m| m.0).unwrap_or(DEFAULT_MTU),
             peer: None,
+            broken: self.diags.len() > before || (!is_port && address.is_none()),
         })
     }
 
     fn node_ref(&mut self, name: &ast::Ident) -> Option<NodeIdx> {
         match self.node_names.get(&name.text) {
             Some((i, _)) => Some(*i),
+            None if self.is_lost("node", &name.text) => None,
             None => {
                 let mut known: Vec<&String> = self.node_names.keys().collect();
                 known.sort();
@@ -956,7 +978,10 @@ impl Cx<'_> {
             let Item::Link(l) = item else { continue };
             let a = self.endpoint(&l.a, nodes);
             let b = self.endpoint(&l.b, nodes);
-            let (Some(a), Some(b)) = (a, b) else { continue };
+            let (Some(a), Some(b)) = (a, b) else {
+                self.links_broken = true;
+                continue;
+            };
             let mut ok = true;
             for (e, ast_e) in [(a, &l.a), (b, &l.b)] {
                 if let Some(first) = used.get(&(e.node, e.iface)) {
@@ -984,6 +1009,7 @@ impl Cx<'_> {
                 ok = false;
             }
             if !ok {
+                self.links_broken = true;
                 continue;
             }
             let ia = &nodes[a.node.0 as usize].interfaces[a.iface as usize];
@@ -1003,7 +1029,6 @@ impl Cx<'_> {
                     )
                     .hint("give both interfaces addresses in the same prefix so they are on-link"),
                 );
-                continue;
             }
             used.insert((a.node, a.iface), l.a.span);
             used.insert((b.node, b.iface), l.b.span);
@@ -1204,6 +1229,9 @@ impl Cx<'_> {
         // The path: shortest from `from` to `to`, ties to the lowest neighbour.
         bfs.run(adj, [to]);
         if bfs.dist[from.0 as usize] == u32::MAX {
+            if self.links_broken {
+                return None;
+            }
             self.push(
                 err(
                     Code::E0012NoPath,
@@ -1265,7 +1293,8 @@ impl Cx<'_> {
             .iter()
             .filter_map(|i| i.address)
             .any(|a| a.trunc().contains(&dst) || dst.contains(&a.addr()));
-        if to_node.kind == NodeKind::Linux && !at_to {
+        let to_broken = to_node.interfaces.iter().any(|i| i.broken);
+        if to_node.kind == NodeKind::Linux && !at_to && !to_broken {
             let span = p.stmts.iter().find_map(|s| match s {
                 PolicyStmt::Match { clauses, .. } => clauses.iter().find_map(|c| match c {
                     MatchClause::Dst(t) => Some(t.span),
@@ -1412,7 +1441,10 @@ impl Cx<'_> {
                 if !n.domains.contains(&idx) {
                     continue;
                 }
-                if let Some(&first) = seen.get(&n.id) {
+                let short_matters = tt.contains(TraceField::HopLimitNodeId)
+                    || !tt.contains(TraceField::HopLimitNodeIdWide);
+                if !short_matters {
+                } else if let Some(&first) = seen.get(&n.id) {
                     self.diags.push(
                         err(
                             Code::E0005DuplicateNodeId,
@@ -1430,7 +1462,7 @@ impl Cx<'_> {
                 }
                 if tt.contains(TraceField::HopLimitNodeIdWide) {
                     if let Some(&first) = seen_wide.get(&n.id_wide) {
-                        if seen.get(&n.id) != Some(&first) {
+                        {
                             self.diags.push(
                                 err(
                                     Code::E0005DuplicateNodeId,
@@ -1560,16 +1592,10 @@ impl Cx<'_> {
             if reaches {
                 let default = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0 is valid");
                 routes[x].push(self.route(m, x, a, default, &mut mac_errors));
-                let mut other_prefix = false;
-                for (_, on, _) in &prefixes {
-                    if !on.contains(&a.node)
-                        && !on.contains(&NodeIdx(x as u32))
-                        && comp[on[0].0 as usize] == comp[x]
-                    {
-                        other_prefix = true;
-                        break;
-                    }
-                }
+                let on_link = link_prefixes(m, x, a);
+                let other_prefix = prefixes.iter().any(|(net, on, _)| {
+                    !on_link.contains(&Some(*net)) && comp[on[0].0 as usize] == comp[x]
+                });
                 if other_prefix {
                     forwards[a.node.0 as usize] = true;
                 }
@@ -1584,7 +1610,7 @@ impl Cx<'_> {
                 let Some(a) = bfs.next_hop(&adj, NodeIdx(x as u32)) else {
                     continue;
                 };
-                if bfs.dist[a.node.0 as usize] != 0 {
+                if !link_prefixes(m, x, a).contains(&Some(*net)) {
                     forwards[a.node.0 as usize] = true;
                 }
                 let r = self.route(m, x, a, *net, &mut mac_errors);
@@ -1618,7 +1644,7 @@ impl Cx<'_> {
             (_, NodeKind::Linux) => pif.mac.is_none(),
             _ => false,
         };
-        if needs_mac && !errs.contains(&(NodeIdx(x as u32), a.local)) {
+        if needs_mac && !pif.broken && !errs.contains(&(NodeIdx(x as u32), a.local)) {
             errs.push((NodeIdx(x as u32), a.local));
             let (what, hint) = if me.kind == NodeKind::Linux {
                 (
@@ -1650,6 +1676,13 @@ impl Cx<'_> {
             },
         }
     }
+}
+
+/// The prefixes of the link from `x` through `a` (both ends' addresses).
+fn link_prefixes(m: &Model, x: usize, a: Adj) -> [Option<Ipv6Net>; 2] {
+    let mine = m.nodes[x].interfaces[a.local as usize].address;
+    let theirs = m.nodes[a.node.0 as usize].interfaces[a.remote as usize].address;
+    [mine.map(|p| p.trunc()), theirs.map(|p| p.trunc())]
 }
 
 fn has_short_id(file: &ast::File, name: &str) -> bool {

@@ -31,7 +31,16 @@ pub fn parse(src: &str, diags: &mut Diagnostics) -> File {
                     }
                 }
             }
-            Err(e) => diags.push(syntax_error(&e, start, chunk)),
+            Err(e) => {
+                diags.push(syntax_error(&e, start, chunk));
+                let mut words = chunk
+                    .lines()
+                    .map(|l| l.split('#').next().unwrap_or(""))
+                    .flat_map(str::split_whitespace);
+                if let (Some(kw), Some(name)) = (words.next(), words.next()) {
+                    file.lost.push((kw.to_string(), name.to_string()));
+                }
+            }
         }
     }
     file
@@ -83,7 +92,7 @@ fn syntax_error(e: &pest::error::Error<Rule>, offset: usize, chunk: &str) -> Dia
     };
     let span = Span::new(offset + pos, offset + pos + tok_len);
     let found = if rest.is_empty() {
-        "end of item".to_string()
+        "the end of the item (is a `}` missing?)".to_string()
     } else {
         format!("`{}`", &rest[..tok_len])
     };
