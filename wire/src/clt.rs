@@ -39,6 +39,7 @@ pub struct CltRepr {
 
 impl CltRepr {
     /// Parses the option data (exactly 24 bytes).
+    #[inline]
     pub fn parse(data: &[u8]) -> Result<CltRepr> {
         if data.len() != DATA_LEN {
             return Err(Error::BadCltLength(data.len()));

@@ -31,7 +31,7 @@ mod field {
 }
 
 /// The most options [`HbhRepr`] holds; more is an error.
-pub const MAX_OPTIONS: usize = 16;
+pub const MAX_OPTIONS: usize = 8;
 
 /// A zero-copy view of a Hop-by-Hop header. The buffer may extend past the
 /// header (the rest of the packet); [`header_len`](Self::header_len) says
@@ -127,6 +127,7 @@ impl<'a> HbhRepr<'a> {
     /// [`ioam_trace`](Self::ioam_trace) and [`clt`](Self::clt)); a truncated
     /// option, a malformed IOAM or CLT option, or more than
     /// [`MAX_OPTIONS`] options is an error.
+    #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(header: &HbhHeader<&'a T>) -> Result<HbhRepr<'a>> {
         header.check_len()?;
         let mut options = ArrayVec::new();
@@ -144,6 +145,7 @@ impl<'a> HbhRepr<'a> {
     }
 
     /// The first IOAM pre-allocated trace, if any.
+    #[inline]
     pub fn ioam_trace(&self) -> Option<&TraceRepr<'a>> {
         self.options.iter().find_map(|o| match o {
             OptionRepr::Ioam(ioam) => ioam.trace(),
@@ -152,6 +154,7 @@ impl<'a> HbhRepr<'a> {
     }
 
     /// The first CLT trace-context option, if any.
+    #[inline]
     pub fn clt(&self) -> Option<&CltRepr> {
         self.options.iter().find_map(|o| match o {
             OptionRepr::Clt(clt) => Some(clt),

@@ -7,7 +7,7 @@
 //! the filled entries, the most recent hop first. [`TraceRepr::nodes`] turns
 //! them around and yields them in path order, first hop first.
 
-use crate::node::NodeRepr;
+use crate::node::{Layout, NodeRepr};
 use crate::trace_type::TraceType;
 use crate::{Error, Result, be, enum_with_unknown, need};
 use std::fmt;
@@ -314,6 +314,7 @@ impl<'a> TraceRepr<'a> {
     }
 
     /// The filled entries as on the wire, the most recent node first.
+    #[inline]
     pub fn filled(&self) -> &'a [u8] {
         let at = (usize::from(self.remaining_len) * 4).min(self.node_data.len());
         &self.node_data[at..]
@@ -321,6 +322,7 @@ impl<'a> TraceRepr<'a> {
 
     /// Checks that the filled part splits into whole entries; returns their
     /// number.
+    #[inline]
     pub fn check_entries(&self) -> Result<usize> {
         let filled = self.filled();
         let partial = Error::PartialNode {
@@ -328,10 +330,12 @@ impl<'a> TraceRepr<'a> {
         };
         if !self.trace_type.has_opaque_state() {
             let stride = usize::from(self.trace_type.node_len()) * 4;
-            return match (stride, filled.len()) {
+            // 32-bit division: both are below 2^8 here, and it is much
+            // cheaper than a 64-bit one on the hot path.
+            return match (stride as u32, filled.len() as u32) {
                 (_, 0) => Ok(0),
                 (0, _) => Err(partial),
-                (s, n) if n % s == 0 => Ok(n / s),
+                (s, n) if n % s == 0 => Ok((n / s) as usize),
                 _ => Err(partial),
             };
         }
@@ -348,6 +352,7 @@ impl<'a> TraceRepr<'a> {
     /// encapsulating one, which wrote the last slot) first, the most recent
     /// node last. Reprs from [`parse`](Self::parse) always decode whole; for
     /// a hand-built repr the iteration stops at the first malformed entry.
+    #[inline]
     pub fn nodes(&self) -> Nodes<'a> {
         Nodes::new(self.trace_type, self.filled())
     }
@@ -421,7 +426,7 @@ impl fmt::Display for TraceRepr<'_> {
 /// forward pass into a fixed array.
 #[derive(Debug, Clone)]
 pub struct Nodes<'a> {
-    trace_type: TraceType,
+    layout: Layout,
     filled: &'a [u8],
     /// Entry size when fixed; 0 when the starts are in `starts`.
     stride: usize,
@@ -434,9 +439,11 @@ pub struct Nodes<'a> {
 }
 
 impl<'a> Nodes<'a> {
+    #[inline]
     fn new(trace_type: TraceType, filled: &'a [u8]) -> Nodes<'a> {
+        let layout = Layout::new(trace_type);
         let mut nodes = Nodes {
-            trace_type,
+            layout,
             filled,
             stride: 0,
             starts: [0; MAX_NODES],
@@ -444,22 +451,23 @@ impl<'a> Nodes<'a> {
             front: 0,
             back: 0,
         };
-        if !trace_type.has_opaque_state() {
-            let stride = usize::from(trace_type.node_len()) * 4;
-            if stride > 0 {
+        match layout.stride() {
+            Some(0) => {}
+            Some(stride) => {
                 nodes.stride = stride;
-                nodes.count = filled.len() / stride;
+                nodes.count = (filled.len() as u32 / stride as u32) as usize;
             }
-        } else {
-            let mut at = 0usize;
-            while at < filled.len() && nodes.count < MAX_NODES && at <= usize::from(u8::MAX) {
-                match NodeRepr::entry_len(trace_type, &filled[at..]) {
-                    Ok(len) => {
-                        nodes.starts[nodes.count] = at as u8;
-                        nodes.count += 1;
-                        at += len;
+            None => {
+                let mut at = 0usize;
+                while at < filled.len() && nodes.count < MAX_NODES && at <= usize::from(u8::MAX) {
+                    match NodeRepr::entry_len(trace_type, &filled[at..]) {
+                        Ok(len) => {
+                            nodes.starts[nodes.count] = at as u8;
+                            nodes.count += 1;
+                            at += len;
+                        }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
         }
@@ -469,23 +477,22 @@ impl<'a> Nodes<'a> {
 
     /// The entry at path-order position `pos` (0 = first hop): wire entry
     /// `count - 1 - pos`.
-    #[inline]
+    #[inline(always)]
     fn entry(&self, pos: usize) -> Option<NodeRepr<'a>> {
         let wire = self.count.checked_sub(pos + 1)?;
         let entry = if self.stride > 0 {
-            self.filled
-                .get(wire * self.stride..(wire + 1) * self.stride)?
+            self.filled.get(wire * self.stride..)?
         } else {
             self.filled.get(usize::from(*self.starts.get(wire)?)..)?
         };
-        NodeRepr::parse(self.trace_type, entry).ok().map(|(n, _)| n)
+        self.layout.decode(entry).map(|(n, _)| n)
     }
 }
 
 impl<'a> Iterator for Nodes<'a> {
     type Item = NodeRepr<'a>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<NodeRepr<'a>> {
         if self.front >= self.back {
             return None;
@@ -557,6 +564,7 @@ pub struct IoamRepr<'a> {
 
 impl<'a> IoamRepr<'a> {
     /// Parses the option data (after the type and length bytes).
+    #[inline]
     pub fn parse(data: &'a [u8]) -> Result<IoamRepr<'a>> {
         need("ioam option header", ioam_field::DATA, data.len())?;
         let body = &data[ioam_field::DATA..];
@@ -575,6 +583,7 @@ impl<'a> IoamRepr<'a> {
     }
 
     /// The pre-allocated trace, if that is what this option carries.
+    #[inline]
     pub fn trace(&self) -> Option<&TraceRepr<'a>> {
         match &self.body {
             IoamBody::PreallocatedTrace(trace) => Some(trace),

@@ -308,6 +308,7 @@ pub struct UpperLayer {
 /// Hop-by-Hop, Routing, Destination Options, Mobility, HIP and Shim6 headers
 /// use the generic `(len + 1) * 8` length, AH `(len + 2) * 4`, Fragment 8
 /// bytes. A non-first fragment stops the walk without ports.
+#[inline]
 pub fn upper_layer(first: IpProtocol, payload: &[u8]) -> Result<UpperLayer> {
     let mut protocol = first;
     let mut offset = 0usize;

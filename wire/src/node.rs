@@ -103,96 +103,169 @@ const fn bit(field: TraceField) -> u32 {
     field.mask()
 }
 
-impl<'a> NodeRepr<'a> {
-    /// Parses the entry at the start of `entry` for `trace_type`; returns it
-    /// and its length (`NodeLen * 4`, plus the opaque state snapshot).
-    pub fn parse(trace_type: TraceType, entry: &'a [u8]) -> Result<(NodeRepr<'a>, usize)> {
-        let fixed = usize::from(trace_type.node_len()) * 4;
-        need("node entry", fixed, entry.len())?;
-        let t = trace_type.bits();
-        let mut at = 0usize;
-        let mut word = || {
-            let w = be::u32(entry, at);
-            at += 4;
-            w
+/// What a trace type implies for every entry, computed once per trace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    bits: u32,
+    /// `NodeLen * 4`.
+    fixed: usize,
+    opaque: bool,
+}
+
+/// Takes the next 4 bytes off the front of a cursor.
+#[inline(always)]
+fn take(cur: &mut &[u8]) -> u32 {
+    match cur.split_first_chunk::<4>() {
+        Some((w, rest)) => {
+            *cur = rest;
+            u32::from_be_bytes(*w)
+        }
+        // Unreachable: `decode` checked the fixed length first.
+        None => 0,
+    }
+}
+
+impl Layout {
+    #[inline]
+    pub(crate) fn new(trace_type: TraceType) -> Layout {
+        Layout {
+            bits: trace_type.bits(),
+            fixed: usize::from(trace_type.node_len()) * 4,
+            opaque: trace_type.has_opaque_state(),
+        }
+    }
+
+    /// The fixed part of an entry, when there is no opaque state snapshot
+    /// (every entry has this length).
+    #[inline]
+    pub(crate) fn stride(&self) -> Option<usize> {
+        (!self.opaque).then_some(self.fixed)
+    }
+
+    /// Decodes the entry at the start of `entry`; `None` if it is short.
+    #[inline(always)]
+    pub(crate) fn decode<'a>(&self, entry: &'a [u8]) -> Option<(NodeRepr<'a>, usize)> {
+        let t = self.bits;
+        let (fixed, rest) = entry.split_at_checked(self.fixed)?;
+        let mut cur = fixed;
+        let c = &mut cur;
+        let mut node = NodeRepr {
+            hop_limit_node_id: None,
+            interface_ids: None,
+            timestamp_secs: None,
+            timestamp_frac: None,
+            transit_delay: None,
+            namespace_data: None,
+            queue_depth: None,
+            checksum_complement: None,
+            hop_limit_node_id_wide: None,
+            interface_ids_wide: None,
+            namespace_data_wide: None,
+            buffer_occupancy: None,
+            undefined: &[],
+            opaque_state: None,
         };
-        let mut node = NodeRepr::default();
         if t & bit(TraceField::HopLimitNodeId) != 0 {
-            let w = word();
+            let w = take(c);
             node.hop_limit_node_id = Some(HopLimitNodeId {
                 hop_limit: (w >> 24) as u8,
                 node_id: w & 0x00ff_ffff,
             });
         }
         if t & bit(TraceField::InterfaceIds) != 0 {
-            let w = word();
+            let w = take(c);
             node.interface_ids = Some(InterfaceIds {
                 ingress: (w >> 16) as u16,
                 egress: w as u16,
             });
         }
-        if t & bit(TraceField::TimestampSecs) != 0 {
-            node.timestamp_secs = Some(word());
+        if t & 0x3f_0000 != 0 {
+            // Bits 2-7: six plain 4-byte fields.
+            if t & bit(TraceField::TimestampSecs) != 0 {
+                node.timestamp_secs = Some(take(c));
+            }
+            if t & bit(TraceField::TimestampFrac) != 0 {
+                node.timestamp_frac = Some(take(c));
+            }
+            if t & bit(TraceField::TransitDelay) != 0 {
+                node.transit_delay = Some(take(c));
+            }
+            if t & bit(TraceField::NamespaceData) != 0 {
+                node.namespace_data = Some(take(c));
+            }
+            if t & bit(TraceField::QueueDepth) != 0 {
+                node.queue_depth = Some(take(c));
+            }
+            if t & bit(TraceField::ChecksumComplement) != 0 {
+                node.checksum_complement = Some(take(c));
+            }
         }
-        if t & bit(TraceField::TimestampFrac) != 0 {
-            node.timestamp_frac = Some(word());
+        if t & 0x00_fffe != 0 {
+            // Bits 8-22: the wide fields, buffer occupancy, undefined fields
+            // and the snapshot.
+            if t & bit(TraceField::HopLimitNodeIdWide) != 0 {
+                let w = (u64::from(take(c)) << 32) | u64::from(take(c));
+                node.hop_limit_node_id_wide = Some(HopLimitNodeIdWide {
+                    hop_limit: (w >> 56) as u8,
+                    node_id: w & 0x00ff_ffff_ffff_ffff,
+                });
+            }
+            if t & bit(TraceField::InterfaceIdsWide) != 0 {
+                node.interface_ids_wide = Some(InterfaceIdsWide {
+                    ingress: take(c),
+                    egress: take(c),
+                });
+            }
+            if t & bit(TraceField::NamespaceDataWide) != 0 {
+                node.namespace_data_wide = Some((u64::from(take(c)) << 32) | u64::from(take(c)));
+            }
+            if t & bit(TraceField::BufferOccupancy) != 0 {
+                node.buffer_occupancy = Some(take(c));
+            }
+            // What is left of the fixed part is the undefined fields.
+            node.undefined = cur;
+            if self.opaque {
+                let (header, rest) = rest.split_first_chunk::<4>()?;
+                let header = u32::from_be_bytes(*header);
+                let len = (header >> 24) as usize * 4;
+                let data = rest.get(..len)?;
+                node.opaque_state = Some(OpaqueState {
+                    schema_id: header & 0x00ff_ffff,
+                    data,
+                });
+                return Some((node, self.fixed + 4 + len));
+            }
         }
-        if t & bit(TraceField::TransitDelay) != 0 {
-            node.transit_delay = Some(word());
+        Some((node, self.fixed))
+    }
+}
+
+impl<'a> NodeRepr<'a> {
+    /// Parses the entry at the start of `entry` for `trace_type`; returns it
+    /// and its length (`NodeLen * 4`, plus the opaque state snapshot).
+    #[inline]
+    pub fn parse(trace_type: TraceType, entry: &'a [u8]) -> Result<(NodeRepr<'a>, usize)> {
+        match Layout::new(trace_type).decode(entry) {
+            Some(parsed) => Ok(parsed),
+            // Only a short entry fails: say what was missing.
+            None => Err(Self::entry_len(trace_type, entry)
+                .err()
+                .unwrap_or(Error::PartialNode {
+                    filled: entry.len(),
+                })),
         }
-        if t & bit(TraceField::NamespaceData) != 0 {
-            node.namespace_data = Some(word());
-        }
-        if t & bit(TraceField::QueueDepth) != 0 {
-            node.queue_depth = Some(word());
-        }
-        if t & bit(TraceField::ChecksumComplement) != 0 {
-            node.checksum_complement = Some(word());
-        }
-        if t & bit(TraceField::HopLimitNodeIdWide) != 0 {
-            let w = (u64::from(word()) << 32) | u64::from(word());
-            node.hop_limit_node_id_wide = Some(HopLimitNodeIdWide {
-                hop_limit: (w >> 56) as u8,
-                node_id: w & 0x00ff_ffff_ffff_ffff,
-            });
-        }
-        if t & bit(TraceField::InterfaceIdsWide) != 0 {
-            node.interface_ids_wide = Some(InterfaceIdsWide {
-                ingress: word(),
-                egress: word(),
-            });
-        }
-        if t & bit(TraceField::NamespaceDataWide) != 0 {
-            node.namespace_data_wide = Some((u64::from(word()) << 32) | u64::from(word()));
-        }
-        if t & bit(TraceField::BufferOccupancy) != 0 {
-            node.buffer_occupancy = Some(word());
-        }
-        let undefined = trace_type.undefined_count() as usize * 4;
-        node.undefined = &entry[at..at + undefined];
-        at += undefined;
-        if t & bit(TraceField::OpaqueState) != 0 {
-            need("opaque state header", at + 4, entry.len())?;
-            let header = be::u32(entry, at);
-            let len = (header >> 24) as usize * 4;
-            need("opaque state data", at + 4 + len, entry.len())?;
-            node.opaque_state = Some(OpaqueState {
-                schema_id: header & 0x00ff_ffff,
-                data: &entry[at + 4..at + 4 + len],
-            });
-            at += 4 + len;
-        }
-        Ok((node, at))
     }
 
     /// The length of the entry at the start of `entry` without decoding it:
     /// `NodeLen * 4`, plus the opaque state snapshot when bit 22 is set.
+    #[inline]
     pub fn entry_len(trace_type: TraceType, entry: &[u8]) -> Result<usize> {
         let fixed = usize::from(trace_type.node_len()) * 4;
         if !trace_type.has_opaque_state() {
             need("node entry", fixed, entry.len())?;
             return Ok(fixed);
         }
+        need("node entry", fixed, entry.len())?;
         need("opaque state header", fixed + 4, entry.len())?;
         let len = fixed + 4 + usize::from(entry[fixed]) * 4;
         need("opaque state data", len, entry.len())?;

@@ -19,6 +19,7 @@ pub struct PacketRepr<'a> {
 
 impl<'a> PacketRepr<'a> {
     /// Parses a packet that starts with the IPv6 header (no link layer).
+    #[inline]
     pub fn parse(bytes: &'a [u8]) -> Result<PacketRepr<'a>> {
         let packet = Ipv6Packet::new_checked(bytes)?;
         let ipv6 = Ipv6Repr::parse(&packet)?;
