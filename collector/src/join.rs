@@ -82,8 +82,11 @@ const ENTRY_OVERHEAD: usize = std::mem::size_of::<(SpanKey, Entry)>() + 32;
 pub struct Joiner {
     cfg: JoinConfig,
     entries: HashMap<SpanKey, Entry>,
-    /// (deadline, key) in push order; stale when the entry's deadline moved.
+    /// (deadline, key) of entries waiting `max_delay`, in push order (so in
+    /// deadline order); stale when the entry's deadline moved.
     queue: VecDeque<(u64, SpanKey)>,
+    /// The same for matched entries lingering `linger` (also in order).
+    linger: VecDeque<(u64, SpanKey)>,
     bytes: usize,
     stats: JoinStats,
 }
@@ -94,6 +97,7 @@ impl Joiner {
             cfg,
             entries: HashMap::new(),
             queue: VecDeque::new(),
+            linger: VecDeque::new(),
             bytes: 0,
             stats: JoinStats::default(),
         }
@@ -134,7 +138,8 @@ impl Joiner {
                     self.stats.traces_matched += u64::from(p.packets);
                 }
                 e.deadline = now_ms + self.cfg.linger_ms;
-                e.deadline
+                self.linger.push_back((e.deadline, key));
+                return;
             }
             None => {
                 self.make_room(ENTRY_OVERHEAD, out);
@@ -205,18 +210,39 @@ impl Joiner {
 
     /// Emits every entry whose deadline is at or before `now_ms`.
     pub fn expire(&mut self, now_ms: u64, out: &mut Vec<OutSpan>) {
-        while let Some(&(deadline, key)) = self.queue.front() {
-            if deadline > now_ms {
-                break;
-            }
-            self.queue.pop_front();
+        while let Some((deadline, key)) = self.pop_earliest(Some(now_ms)) {
             self.finish(deadline, key, out);
+        }
+    }
+
+    /// Pops the earlier of the two queues' fronts (if due by `limit`).
+    fn pop_earliest(&mut self, limit: Option<u64>) -> Option<(u64, SpanKey)> {
+        let q = self.queue.front().map(|x| x.0);
+        let l = self.linger.front().map(|x| x.0);
+        let from_queue = match (q, l) {
+            (Some(q), Some(l)) => q <= l,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return None,
+        };
+        let front = if from_queue {
+            self.queue.front()
+        } else {
+            self.linger.front()
+        };
+        if limit.is_some_and(|lim| front.is_some_and(|f| f.0 > lim)) {
+            return None;
+        }
+        if from_queue {
+            self.queue.pop_front()
+        } else {
+            self.linger.pop_front()
         }
     }
 
     /// Emits everything (shutdown).
     pub fn flush(&mut self, out: &mut Vec<OutSpan>) {
-        while let Some((deadline, key)) = self.queue.pop_front() {
+        while let Some((deadline, key)) = self.pop_earliest(None) {
             self.finish(deadline, key, out);
         }
     }
@@ -290,4 +316,190 @@ fn plain_trace_id(r: &IoamReport) -> u128 {
     hi.hash(&mut h);
     let id = (u128::from(hi) << 64) | u128::from(h.finish());
     if id == 0 { 1 } else { id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AttrValue;
+    use clt_proto::ioam_api::IoamNode;
+
+    const TYPE: u32 = 0xc2_0000; // hop limit + node id, interface ids, queue depth
+
+    fn key(n: u64) -> SpanKey {
+        SpanKey::new(0xabc0_0000_0000_0000_0000_0000_0000_0000 | u128::from(n), n).unwrap()
+    }
+
+    /// A 3-hop path; the packet carries the last hop first.
+    fn report(k: Option<SpanKey>, queue: u32) -> IoamReport {
+        let node = |id: u32| IoamNode {
+            hop_limit: 64 - id,
+            id,
+            ingress_id: id * 10,
+            egress_id: id * 10 + 1,
+            queue_depth: queue + id,
+            ..IoamNode::default()
+        };
+        IoamReport {
+            key: k,
+            namespace_id: 123,
+            trace_type: TYPE,
+            nodes: vec![node(3), node(2), node(1)],
+            flow: None,
+            capture_time_ns: 1_000,
+            reporter: "sink".into(),
+        }
+    }
+
+    fn cfg() -> JoinConfig {
+        JoinConfig {
+            max_delay_ms: 1_000,
+            linger_ms: 100,
+            ..JoinConfig::default()
+        }
+    }
+
+    fn int(s: &OutSpan, name: &str) -> i64 {
+        match s.attr(name) {
+            Some(AttrValue::Int(i)) => *i,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trace_then_span_joins_and_aggregates() {
+        let mut j = Joiner::new(cfg());
+        let mut out = Vec::new();
+        j.insert_trace(&report(Some(key(1)), 5), 0, &mut out);
+        j.insert_trace(&report(Some(key(1)), 9), 10, &mut out);
+        j.insert_span(key(1), 100, 200, 500, &mut out);
+        assert!(out.is_empty());
+        j.expire(599, &mut out);
+        assert!(out.is_empty(), "linger not over yet");
+        j.expire(600, &mut out);
+        assert_eq!(out.len(), 1);
+        let s = &out[0];
+        assert_eq!(
+            (s.trace_id, s.parent_span_id),
+            (key(1).trace_id, key(1).span_id)
+        );
+        assert_ne!(s.span_id, key(1).span_id);
+        assert_eq!(int(s, "ioam.packets"), 2);
+        assert_eq!(int(s, "ioam.hop.count"), 3);
+        // path order: hop 0 is node 1
+        assert_eq!(int(s, "ioam.hop.0.node_id.last"), 1);
+        assert_eq!(int(s, "ioam.hop.2.node_id.last"), 3);
+        assert_eq!(int(s, "ioam.hop.2.ingress_if_id.last"), 30);
+        assert_eq!(int(s, "ioam.hop.0.queue_depth.min"), 6);
+        assert_eq!(int(s, "ioam.hop.0.queue_depth.max"), 10);
+        assert_eq!(int(s, "ioam.hop.0.queue_depth.last"), 10);
+        assert_eq!(s.events.len(), 3);
+        assert_eq!(
+            s.events[1].attributes[0],
+            ("ioam.hop.index".into(), AttrValue::Int(1))
+        );
+        assert_eq!(
+            (s.start_ns, s.end_ns),
+            (100, 200),
+            "no timestamps: the span's times"
+        );
+        let st = j.stats();
+        assert_eq!(
+            (st.traces_matched, st.spans_enriched, j.pending()),
+            (2, 1, 0)
+        );
+    }
+
+    #[test]
+    fn span_then_trace_joins() {
+        let mut j = Joiner::new(cfg());
+        let mut out = Vec::new();
+        j.insert_span(key(2), 1, 2, 0, &mut out);
+        j.insert_trace(&report(Some(key(2)), 0), 900, &mut out);
+        j.expire(999, &mut out);
+        assert!(out.is_empty());
+        j.expire(1_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(j.stats().traces_matched, 1);
+        assert_eq!(out[0].attr("clt.matched"), Some(&AttrValue::Bool(true)));
+    }
+
+    #[test]
+    fn too_late_is_unmatched_but_not_lost() {
+        let mut j = Joiner::new(cfg());
+        let mut out = Vec::new();
+        j.insert_trace(&report(Some(key(3)), 0), 0, &mut out);
+        j.expire(1_000, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].attr("clt.matched"), Some(&AttrValue::Bool(false)));
+        assert_eq!(out[0].parent_span_id, key(3).span_id);
+        j.insert_span(key(3), 1, 2, 1_001, &mut out);
+        j.expire(5_000, &mut out);
+        let st = j.stats();
+        assert_eq!(
+            (
+                st.traces_expired_unmatched,
+                st.spans_without_ioam,
+                st.traces_matched
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn plain_traces_go_out_at_once() {
+        let mut j = Joiner::new(cfg());
+        let mut out = Vec::new();
+        j.insert_trace(&report(None, 0), 0, &mut out);
+        j.insert_trace(&report(None, 0), 0, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_ne!(out[0].span_id, out[1].span_id);
+        assert_eq!(out[0].parent_span_id, 0);
+        assert_eq!((j.pending(), j.stats().traces_plain), (0, 2));
+    }
+
+    #[test]
+    fn bounds_evict_oldest_and_count() {
+        let mut j = Joiner::new(JoinConfig {
+            max_items: 100,
+            ..cfg()
+        });
+        let mut out = Vec::new();
+        for i in 1..=1_000 {
+            j.insert_trace(&report(Some(key(i)), 0), i, &mut out);
+            assert!(j.pending() <= 100);
+        }
+        assert_eq!(j.stats().traces_dropped, 900);
+        // the newest survived
+        j.insert_span(key(1_000), 1, 2, 1_000, &mut out);
+        j.flush(&mut out);
+        assert_eq!(j.stats().spans_enriched, 1);
+
+        let mut j = Joiner::new(JoinConfig {
+            max_bytes: 64 * 1024,
+            ..cfg()
+        });
+        for i in 1..=10_000 {
+            j.insert_trace(&report(Some(key(i)), 0), i, &mut out);
+            assert!(j.pending_bytes() <= 64 * 1024);
+        }
+        assert!(j.stats().traces_dropped > 9_000);
+    }
+
+    #[test]
+    fn duplicate_span_is_ignored_and_mismatched_trace_counted() {
+        let mut j = Joiner::new(cfg());
+        let mut out = Vec::new();
+        j.insert_span(key(4), 1, 2, 0, &mut out);
+        j.insert_span(key(4), 1, 2, 0, &mut out);
+        let mut other = report(Some(key(4)), 0);
+        j.insert_trace(&report(Some(key(4)), 0), 1, &mut out);
+        other.namespace_id = 7;
+        j.insert_trace(&other, 2, &mut out);
+        j.flush(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(int(&out[0], "ioam.packets"), 1);
+        assert_eq!(int(&out[0], "ioam.packets.mismatched"), 1);
+    }
 }

@@ -234,6 +234,7 @@ where
                 false
             }
             Some(Err(status)) => {
+                let status = resource_exhausted(status);
                 if status.code() == tonic::Code::InvalidArgument {
                     core.counters
                         .ioam_messages_invalid
@@ -251,6 +252,19 @@ where
         if done {
             return Ok(());
         }
+    }
+}
+
+/// tonic reports a message over `max_decoding_message_size` as OUT_OF_RANGE;
+/// gRPC's status table says RESOURCE_EXHAUSTED, which clients retry-classify
+/// correctly.
+fn resource_exhausted(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange
+        && status.message().contains("message length too large")
+    {
+        Status::resource_exhausted(status.message().to_owned())
+    } else {
+        status
     }
 }
 
