@@ -1,1 +1,309 @@
-//! End-to-end tests against simple_switch_grpc
+//! Tests of the generated P4 against the real P4 toolchain.
+//!
+//! The helpers here find the tools (`p4c-bm2-ss`, later `simple_switch_grpc`)
+//! on `PATH`, compile the repository's examples with `cltc`, run p4c on the
+//! v1model programs and compare p4c's P4Info with the one cltc writes. A test
+//! whose tool is missing prints `skipped: <tool> not on PATH` and returns.
+#![forbid(unsafe_code)]
+
+use cltc::backend::p4::textpb::TextMessage;
+use cltc::backend::p4::{self, P4Artifacts, Target};
+use cltc::ir::{NodeIdx, NodeKind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file} does not compile:\n{diagnostics}")]
+    Clt { file: String, diagnostics: String },
+    #[error("{tool} failed on {program} ({status}):\n{stderr}")]
+    Tool {
+        tool: String,
+        program: PathBuf,
+        status: String,
+        stderr: String,
+    },
+    #[error("{what}: {message}")]
+    TextFormat { what: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The full path of `tool` if it is an executable file on `PATH`.
+pub fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// One P4 node of one example, compiled by cltc.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// `example:node`, for messages.
+    pub label: String,
+    /// A file-name-safe `example_node`.
+    pub stem: String,
+    pub target: Target,
+    pub artifacts: P4Artifacts,
+}
+
+/// Compiles every `examples/*.clt` and returns the artifacts of every P4
+/// node for `target` (bmv2 nodes for v1model, tofino nodes for TNA).
+pub fn generate_examples(target: Target) -> Result<Vec<Generated>> {
+    let dir = examples_dir();
+    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "clt"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let src = std::fs::read_to_string(&file).map_err(|source| Error::Io {
+            path: file.clone(),
+            source,
+        })?;
+        let name = file.display().to_string();
+        let compiled = cltc::compile_source(&name, &src).map_err(|d| Error::Clt {
+            file: name.clone(),
+            diagnostics: d.render(&name, &src),
+        })?;
+        let fabric = compiled.fabric;
+        let example = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for (i, node) in fabric.nodes.iter().enumerate() {
+            let wanted = match target {
+                Target::V1Model => NodeKind::Bmv2,
+                Target::Tna => NodeKind::Tofino,
+            };
+            if node.kind != wanted {
+                continue;
+            }
+            let idx = NodeIdx(u32::try_from(i).unwrap_or(u32::MAX));
+            out.push(Generated {
+                label: format!("{example}:{}", node.name),
+                stem: format!("{example}_{}", node.name).replace(['-', '.'], "_"),
+                target,
+                artifacts: p4::compile(&fabric, idx, target),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What p4c-bm2-ss wrote for one program.
+#[derive(Debug, Clone)]
+pub struct P4cOutput {
+    /// The bmv2 JSON (`simple_switch_grpc`'s device config).
+    pub json: PathBuf,
+    /// p4c's P4Info, in text format.
+    pub p4info: String,
+}
+
+/// Runs `p4c-bm2-ss` on `program`, writing `<stem>.json` and
+/// `<stem>.p4info.txt` into `out_dir`.
+pub fn run_p4c(p4c: &Path, program: &Path, out_dir: &Path, stem: &str) -> Result<P4cOutput> {
+    let json = out_dir.join(format!("{stem}.json"));
+    let p4info_path = out_dir.join(format!("{stem}.p4info.txt"));
+    let output = Command::new(p4c)
+        .arg("--arch")
+        .arg("v1model")
+        .arg("--p4runtime-files")
+        .arg(&p4info_path)
+        .arg("-o")
+        .arg(&json)
+        .arg(program)
+        .output()
+        .map_err(|source| Error::Io {
+            path: p4c.to_path_buf(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(Error::Tool {
+            tool: p4c.display().to_string(),
+            program: program.to_path_buf(),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        });
+    }
+    let p4info = std::fs::read_to_string(&p4info_path).map_err(|source| Error::Io {
+        path: p4info_path.clone(),
+        source,
+    })?;
+    Ok(P4cOutput { json, p4info })
+}
+
+/// The control-plane view of a P4Info: every object's id and, for tables
+/// and actions, their match fields and params, keyed by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ids {
+    /// `(kind, name) -> id`, kind being `tables`, `actions`, ...
+    pub objects: std::collections::BTreeMap<(String, String), u32>,
+    /// `(table, field name) -> (id, bitwidth, match type)`.
+    pub match_fields: std::collections::BTreeMap<(String, String), (u64, u64, String)>,
+    /// `(action, param name) -> (id, bitwidth)`.
+    pub params: std::collections::BTreeMap<(String, String), (u64, u64)>,
+}
+
+/// Reads the ids of a P4Info text.
+pub fn ids(p4info: &str, what: &str) -> Result<Ids> {
+    let msg = TextMessage::parse(p4info).map_err(|message| Error::TextFormat {
+        what: what.to_string(),
+        message,
+    })?;
+    let mut ids = Ids::default();
+    for kind in [
+        "tables",
+        "actions",
+        "registers",
+        "digests",
+        "counters",
+        "meters",
+    ] {
+        for m in msg.messages(kind) {
+            let Some(p) = m.message("preamble") else {
+                continue;
+            };
+            let (Some(name), Some(id)) = (p.string("name"), p.number("id")) else {
+                continue;
+            };
+            let name = name.to_string();
+            ids.objects.insert(
+                (kind.to_string(), name.clone()),
+                u32::try_from(id).unwrap_or(u32::MAX),
+            );
+            for f in m.messages("match_fields") {
+                let key = (
+                    name.clone(),
+                    f.string("name").unwrap_or_default().to_string(),
+                );
+                let value = (
+                    f.number("id").unwrap_or(0),
+                    f.number("bitwidth").unwrap_or(0),
+                    f.scalar("match_type").unwrap_or_default().to_string(),
+                );
+                ids.match_fields.insert(key, value);
+            }
+            for f in m.messages("params") {
+                let key = (
+                    name.clone(),
+                    f.string("name").unwrap_or_default().to_string(),
+                );
+                let value = (
+                    f.number("id").unwrap_or(0),
+                    f.number("bitwidth").unwrap_or(0),
+                );
+                ids.params.insert(key, value);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Differences between cltc's P4Info and p4c's, one line each; empty when
+/// every object, match field and param cltc declares is in p4c's with the
+/// same id (and width).
+pub fn compare(ours: &Ids, theirs: &Ids) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (key, id) in &ours.objects {
+        match theirs.objects.get(key) {
+            None => diffs.push(format!("{} {}: missing from p4c's P4Info", key.0, key.1)),
+            Some(t) if t != id => diffs.push(format!(
+                "{} {}: cltc {id:#010x}, p4c {t:#010x}",
+                key.0, key.1
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, theirs_id) in &theirs.objects {
+        if !ours.objects.contains_key(key) {
+            diffs.push(format!(
+                "{} {}: {theirs_id:#010x} only in p4c's P4Info",
+                key.0, key.1
+            ));
+        }
+    }
+    for (key, value) in &ours.match_fields {
+        if theirs.match_fields.get(key) != Some(value) {
+            diffs.push(format!(
+                "match field {}.{}: cltc {value:?}, p4c {:?}",
+                key.0,
+                key.1,
+                theirs.match_fields.get(key)
+            ));
+        }
+    }
+    for (key, value) in &ours.params {
+        if theirs.params.get(key) != Some(value) {
+            diffs.push(format!(
+                "param {}.{}: cltc {value:?}, p4c {:?}",
+                key.0,
+                key.1,
+                theirs.params.get(key)
+            ));
+        }
+    }
+    diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P4INFO: &str = r#"
+tables {
+  preamble { id: 33554433 name: "CltIngress.ipv6_route" alias: "ipv6_route" }
+  match_fields { id: 1 name: "dst_addr" bitwidth: 128 match_type: LPM }
+}
+actions {
+  preamble { id: 16777218 name: "CltIngress.route" }
+  params { id: 1 name: "port" bitwidth: 9 }
+}
+"#;
+
+    #[test]
+    fn equal_p4infos_have_no_differences() {
+        let a = ids(P4INFO, "a").unwrap();
+        assert_eq!(a.objects.len(), 2);
+        assert!(compare(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn a_changed_id_or_width_is_reported() {
+        let a = ids(P4INFO, "a").unwrap();
+        let b = ids(&P4INFO.replace("33554433", "33554434"), "b").unwrap();
+        assert_eq!(compare(&a, &b).len(), 1);
+        let c = ids(&P4INFO.replace("bitwidth: 9", "bitwidth: 16"), "c").unwrap();
+        assert_eq!(compare(&a, &c).len(), 1);
+        let d = ids("", "d").unwrap();
+        // Two objects, one match field, one param.
+        assert_eq!(compare(&a, &d).len(), 4);
+    }
+
+    #[test]
+    fn tools_are_found_only_when_executable() {
+        assert!(find_tool("sh").is_some());
+        assert!(find_tool("no-such-tool-for-clt").is_none());
+    }
+}
