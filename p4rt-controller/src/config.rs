@@ -21,6 +21,11 @@
 //! program = "out/login/r1.p4"
 //! [device.tls]                    # optional; cert + key for mutual TLS
 //! ca = "ca.pem"
+//!
+//! [[device]]                      # or: files, address and id from cltc
+//! name = "router"
+//! compiled = "out/login"          # DIR/nodes/router/{p4info,entries}.txtpb,
+//!                                 # program.p4 and program.json (p4c-bm2-ss)
 //! ```
 //!
 //! Relative paths are relative to the configuration file's directory.
@@ -34,15 +39,98 @@ use crate::connect::TlsOptions;
 use crate::error::{Error, Result};
 use crate::inputs::InputPaths;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub collector: Option<CollectorConfig>,
+    pub metrics: Option<MetricsConfig>,
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// A device as written in the file: either explicit paths, or `compiled`
+/// (a `cltc compile` output directory) from which the node's files, address
+/// and device id default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+struct RawConfig {
     #[serde(default)]
-    pub collector: Option<CollectorConfig>,
+    collector: Option<CollectorConfig>,
     #[serde(default)]
-    pub metrics: Option<MetricsConfig>,
+    metrics: Option<MetricsConfig>,
     #[serde(rename = "device", default)]
-    pub devices: Vec<DeviceConfig>,
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: String,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    device_id: Option<u64>,
+    #[serde(default = "default_election_id")]
+    election_id: u64,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default = "default_batch_size")]
+    batch_size: usize,
+    #[serde(default)]
+    compiled: Option<PathBuf>,
+    #[serde(default)]
+    p4info: Option<PathBuf>,
+    #[serde(default)]
+    entries: Option<PathBuf>,
+    #[serde(default)]
+    device_config: Option<PathBuf>,
+    #[serde(default)]
+    program: Option<PathBuf>,
+    #[serde(default)]
+    tls: Option<TlsOptions>,
+    #[serde(default)]
+    digest: DigestConfig,
+}
+
+/// The part of `cltc compile`'s `manifest.json` the controller reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Manifest {
+    pub nodes: Vec<ManifestNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ManifestNode {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub p4runtime: Option<ManifestP4Runtime>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ManifestP4Runtime {
+    pub address: String,
+    pub device_id: u64,
+}
+
+/// The file name, beside `program.p4`, where a P4 node's device config is
+/// expected when the configuration does not name one (for bmv2:
+/// `p4c-bm2-ss -o program.json program.p4`).
+pub const DEVICE_CONFIG_FILE: &str = "program.json";
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// The P4 nodes (bmv2 and tofino).
+    pub fn p4_nodes(&self) -> impl Iterator<Item = &ManifestNode> {
+        self.nodes
+            .iter()
+            .filter(|n| n.kind == "bmv2" || n.kind == "tofino")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -94,23 +182,18 @@ impl Default for DigestConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One device, resolved: every path absolute or relative to the working
+/// directory, address and device id known.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceConfig {
     pub name: String,
     pub address: String,
     pub device_id: u64,
-    #[serde(default = "default_election_id")]
     pub election_id: u64,
-    #[serde(default)]
     pub role: Option<String>,
-    #[serde(default = "default_batch_size")]
     pub batch_size: usize,
-    #[serde(flatten)]
     pub inputs: InputPaths,
-    #[serde(default)]
     pub tls: Option<TlsOptions>,
-    #[serde(default)]
     pub digest: DigestConfig,
 }
 
@@ -126,45 +209,128 @@ fn default_batch_size() -> usize {
     DEFAULT_BATCH_SIZE
 }
 
+fn resolve(raw: RawDevice, base: &Path) -> Result<DeviceConfig> {
+    let abs = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+    let name = raw.name;
+    let compiled = raw.compiled.map(abs);
+    let (node_dir, from_manifest) = match &compiled {
+        Some(dir) => {
+            let manifest = Manifest::load(dir)?;
+            let node = manifest
+                .p4_nodes()
+                .find(|n| n.name == name)
+                .ok_or_else(|| {
+                    Error::Config(format!("{}: no P4 node named {name}", dir.display()))
+                })?;
+            (Some(dir.join("nodes").join(&name)), node.p4runtime.clone())
+        }
+        None => (None, None),
+    };
+    let path = |given: Option<PathBuf>, file: &str| -> Result<PathBuf> {
+        match (given, &node_dir) {
+            (Some(p), _) => Ok(abs(p)),
+            (None, Some(dir)) => Ok(dir.join(file)),
+            (None, None) => Err(Error::Config(format!(
+                "device {name}: no {} (give it, or `compiled`)",
+                file.split('.').next().unwrap_or(file)
+            ))),
+        }
+    };
+    let inputs = InputPaths {
+        p4info: path(raw.p4info, "p4info.txtpb")?,
+        entries: path(raw.entries, "entries.txtpb")?,
+        device_config: path(raw.device_config, DEVICE_CONFIG_FILE)?,
+        program: match (raw.program, &node_dir) {
+            (Some(p), _) => Some(abs(p)),
+            (None, Some(dir)) => Some(dir.join("program.p4")),
+            (None, None) => None,
+        },
+    };
+    let address = raw
+        .address
+        .or_else(|| from_manifest.as_ref().map(|p| p.address.clone()))
+        .ok_or_else(|| Error::Config(format!("device {name}: no address")))?;
+    let device_id = raw
+        .device_id
+        .or_else(|| from_manifest.as_ref().map(|p| p.device_id))
+        .ok_or_else(|| Error::Config(format!("device {name}: no device_id")))?;
+    if raw.batch_size == 0 {
+        return Err(Error::Config(format!(
+            "device {name}: batch_size must be at least 1"
+        )));
+    }
+    let tls = raw.tls.map(|mut t| {
+        t.ca = abs(t.ca);
+        t.cert = t.cert.map(abs);
+        t.key = t.key.map(abs);
+        t
+    });
+    Ok(DeviceConfig {
+        name,
+        address,
+        device_id,
+        election_id: raw.election_id,
+        role: raw.role,
+        batch_size: raw.batch_size,
+        inputs,
+        tls,
+        digest: raw.digest,
+    })
+}
+
 impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Config> {
-        let mut config: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
         let mut names = std::collections::HashSet::new();
-        for d in &mut config.devices {
+        let mut devices = Vec::with_capacity(raw.devices.len());
+        for d in raw.devices {
             if !names.insert(d.name.clone()) {
                 return Err(Error::Config(format!(
                     "device {} is declared twice",
                     d.name
                 )));
             }
-            if d.batch_size == 0 {
-                return Err(Error::Config(format!(
-                    "device {}: batch_size must be at least 1",
-                    d.name
-                )));
-            }
-            let fix = |p: &mut PathBuf| {
-                if p.is_relative() {
-                    *p = base.join(&*p);
-                }
-            };
-            fix(&mut d.inputs.p4info);
-            fix(&mut d.inputs.entries);
-            fix(&mut d.inputs.device_config);
-            if let Some(p) = &mut d.inputs.program {
-                fix(p);
-            }
-            if let Some(tls) = &mut d.tls {
-                fix(&mut tls.ca);
-                if let Some(p) = &mut tls.cert {
-                    fix(p);
-                }
-                if let Some(p) = &mut tls.key {
-                    fix(p);
-                }
-            }
+            devices.push(resolve(d, base)?);
         }
-        Ok(config)
+        Ok(Config {
+            collector: raw.collector,
+            metrics: raw.metrics,
+            devices,
+        })
+    }
+
+    /// Every P4 node of a `cltc compile` output, with the manifest's
+    /// addresses and the default file names.
+    pub fn from_compiled(dir: &Path) -> Result<Config> {
+        let manifest = Manifest::load(dir)?;
+        let devices = manifest
+            .p4_nodes()
+            .map(|n| {
+                resolve(
+                    RawDevice {
+                        name: n.name.clone(),
+                        address: None,
+                        device_id: None,
+                        election_id: default_election_id(),
+                        role: None,
+                        batch_size: default_batch_size(),
+                        compiled: Some(dir.to_path_buf()),
+                        p4info: None,
+                        entries: None,
+                        device_config: None,
+                        program: None,
+                        tls: None,
+                        digest: DigestConfig::default(),
+                    },
+                    Path::new("."),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Config {
+            collector: None,
+            metrics: None,
+            devices,
+        })
     }
 
     pub fn load(path: &Path) -> Result<Config> {

@@ -1,6 +1,7 @@
 //! One managed device: connect, arbitrate, install the pipeline and entries,
 //! serve digests; on any break, reconnect with backoff and install again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ pub struct Device {
     spec: DeviceSpec,
     inputs: Arc<DeviceInputs>,
     info: Arc<P4InfoIndex>,
-    layout: Option<DigestLayout>,
+    layouts: Arc<HashMap<u32, DigestLayout>>,
     forwarder: Option<Forwarder>,
     metrics: Metrics,
     label: DeviceLabel,
@@ -84,13 +85,16 @@ impl Device {
         metrics: Metrics,
     ) -> Result<Device> {
         let info = P4InfoIndex::new(inputs.pipeline.p4info.clone());
-        let layout = DigestLayout::from_p4info(&info)?;
+        let layouts = DigestLayout::all(&info)?
+            .into_iter()
+            .map(|l| (l.digest_id, l))
+            .collect();
         let label = Metrics::device(&spec.name);
         Ok(Device {
             spec,
             inputs: Arc::new(inputs),
             info: Arc::new(info),
-            layout,
+            layouts: Arc::new(layouts),
             forwarder,
             metrics,
             label,
@@ -136,18 +140,25 @@ impl Device {
         } else {
             tracing::info!(device = %name, "pipeline already running, push skipped");
         }
-        if let Some(layout) = &self.layout {
-            let d = &self.spec.digest;
+        // Digests: the compiled configurations, then the IOAM digests the
+        // compiled entries leave out, with the configured defaults.
+        let mut configured = std::collections::HashSet::new();
+        for d in &self.inputs.digests {
             session
-                .configure_digest(
-                    layout.digest_id,
-                    p4::digest_entry::Config {
-                        max_timeout_ns: d.max_timeout_ns,
-                        max_list_size: d.max_list_size,
-                        ack_timeout_ns: d.ack_timeout_ns,
-                    },
-                )
+                .configure_digest(d.digest_id, d.config.unwrap_or_default())
                 .await?;
+            configured.insert(d.digest_id);
+        }
+        let mut ids: Vec<u32> = self.layouts.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids.into_iter().filter(|id| !configured.contains(id)) {
+            let d = &self.spec.digest;
+            let config = p4::digest_entry::Config {
+                max_timeout_ns: d.max_timeout_ns,
+                max_list_size: d.max_list_size,
+                ack_timeout_ns: d.ack_timeout_ns,
+            };
+            session.configure_digest(id, config).await?;
         }
         let report = session
             .reconcile(&self.info, &self.inputs.entries, self.spec.batch_size)
@@ -178,14 +189,14 @@ impl Device {
     fn spawn_digest_task(&self, session: &mut Session) -> Option<tokio::task::JoinHandle<()>> {
         let mut digests = session.take_digests()?;
         let sender = session.sender();
-        let layout = self.layout.clone();
+        let layouts = self.layouts.clone();
         let forwarder = self.forwarder.clone();
         let metrics = self.metrics.clone();
         let label = self.label.clone();
         let name = self.spec.name.clone();
         Some(tokio::spawn(async move {
             while let Some(list) = digests.recv().await {
-                if let Some(layout) = layout.as_ref().filter(|l| l.digest_id == list.digest_id) {
+                if let Some(layout) = layouts.get(&list.digest_id) {
                     for data in &list.data {
                         match layout.decode(data) {
                             Ok(d) => {

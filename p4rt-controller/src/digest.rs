@@ -76,9 +76,10 @@ pub struct DecodedDigest {
 }
 
 impl DigestLayout {
-    /// Finds the program's IOAM digest: the first digest whose struct has a
-    /// `node_data` member. `None` when the program has no such digest.
-    pub fn from_p4info(info: &P4InfoIndex) -> Result<Option<DigestLayout>> {
+    /// The program's IOAM digests (one per IOAM domain): the digests whose
+    /// struct has a `node_data` member. Other digests are left alone.
+    pub fn all(info: &P4InfoIndex) -> Result<Vec<DigestLayout>> {
+        let mut out = Vec::new();
         for d in &info.p4info().digests {
             let Some(preamble) = &d.preamble else {
                 continue;
@@ -125,13 +126,13 @@ impl DigestLayout {
                     )));
                 }
             }
-            return Ok(Some(DigestLayout {
+            out.push(DigestLayout {
                 digest_id: preamble.id,
                 name: preamble.name.clone(),
                 members,
-            }));
+            });
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// Decodes one digest (one element of a DigestList's `data`).

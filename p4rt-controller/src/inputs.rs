@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _};
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
@@ -59,7 +59,6 @@ pub fn to_text<T: prost::Message>(message_name: &str, msg: &T) -> Result<String>
             message: e.to_string(),
         }
     })?;
-    let _ = dynamic.descriptor();
     Ok(dynamic.to_text_format())
 }
 
@@ -68,12 +67,21 @@ pub fn parse_p4info(text: &str, what: &str) -> Result<cfg::P4Info> {
     parse_text("p4.config.v1.P4Info", what, text)
 }
 
-/// Parses table entries in P4Runtime text format: a `WriteRequest`-like list
-/// of `updates { type: INSERT entity { table_entry { ... } } }`. Only table
-/// entries with INSERT (or no type) are accepted: they describe a state.
-pub fn parse_entries(text: &str, what: &str) -> Result<Vec<p4::TableEntry>> {
+/// The desired state of a device's entities, as compiled.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entries {
+    pub tables: Vec<p4::TableEntry>,
+    /// Digest configurations (`digest_entry`), written after the pipeline.
+    pub digests: Vec<p4::DigestEntry>,
+}
+
+/// Parses entries in P4Runtime text format: a `WriteRequest`-like list of
+/// `updates { type: INSERT entity { table_entry { ... } } }` (and
+/// `digest_entry`). Only INSERT (or no type) is accepted: the file describes
+/// a state, and the controller works out the updates.
+pub fn parse_entries(text: &str, what: &str) -> Result<Entries> {
     let request: p4::WriteRequest = parse_text("p4.v1.WriteRequest", what, text)?;
-    let mut entries = Vec::with_capacity(request.updates.len());
+    let mut entries = Entries::default();
     for (i, update) in request.updates.into_iter().enumerate() {
         let ty = p4::update::Type::try_from(update.r#type).unwrap_or(p4::update::Type::Unspecified);
         if !matches!(ty, p4::update::Type::Insert | p4::update::Type::Unspecified) {
@@ -86,12 +94,13 @@ pub fn parse_entries(text: &str, what: &str) -> Result<Vec<p4::TableEntry>> {
             });
         }
         match update.entity.and_then(|e| e.entity) {
-            Some(p4::entity::Entity::TableEntry(t)) => entries.push(t),
+            Some(p4::entity::Entity::TableEntry(t)) => entries.tables.push(t),
+            Some(p4::entity::Entity::DigestEntry(d)) => entries.digests.push(d),
             other => {
                 return Err(Error::Entry {
                     entry: format!("{what}: update {i}"),
                     reason: format!(
-                        "not a table entry: {}",
+                        "unsupported entity: {}",
                         other.map_or("empty".to_string(), |o| format!("{o:?}"))
                     ),
                 });
@@ -146,7 +155,10 @@ pub struct InputPaths {
 #[derive(Debug, Clone)]
 pub struct DeviceInputs {
     pub pipeline: Pipeline,
+    /// The table entries to reconcile.
     pub entries: Vec<p4::TableEntry>,
+    /// Digest configurations from the compiled entries.
+    pub digests: Vec<p4::DigestEntry>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -169,7 +181,7 @@ impl DeviceInputs {
             &read_text(&paths.p4info)?,
             &paths.p4info.display().to_string(),
         )?;
-        let entries = parse_entries(
+        let Entries { tables, digests } = parse_entries(
             &read_text(&paths.entries)?,
             &paths.entries.display().to_string(),
         )?;
@@ -185,7 +197,8 @@ impl DeviceInputs {
                 device_config,
                 cookie,
             },
-            entries,
+            entries: tables,
+            digests,
         })
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use clt_controller::config::Config;
+use clt_controller::config::{CollectorConfig, Config, MetricsConfig};
 use clt_controller::daemon::Daemon;
 use clt_controller::device::{Device, DeviceSpec};
 use clt_controller::inputs::DeviceInputs;
@@ -28,8 +28,17 @@ enum Command {
     /// Manage every configured device until interrupted: reconnect with
     /// backoff, reinstall after a switch restart, forward digests.
     Run {
-        #[arg(long)]
-        config: PathBuf,
+        #[arg(long, required_unless_present = "compiled")]
+        config: Option<PathBuf>,
+        /// Instead of --config: every P4 node of a `cltc compile` output.
+        #[arg(long, conflicts_with = "config")]
+        compiled: Option<PathBuf>,
+        /// With --compiled: the collector's IOAM API (`host:port`).
+        #[arg(long, requires = "compiled")]
+        collector: Option<String>,
+        /// With --compiled: serve Prometheus metrics here.
+        #[arg(long, requires = "compiled")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Install once (pipeline if its cookie differs, then entries) and exit;
     /// fails when any update is rejected.
@@ -94,8 +103,26 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logs(cli.json);
     match cli.command {
-        Command::Run { config } => {
-            let config = load(&config)?;
+        Command::Run {
+            config,
+            compiled,
+            collector,
+            metrics,
+        } => {
+            let config = match (config, compiled) {
+                (Some(path), _) => load(&path)?,
+                (None, Some(dir)) => {
+                    let mut c = Config::from_compiled(&dir)
+                        .with_context(|| format!("loading {}", dir.display()))?;
+                    c.collector = collector.map(|address| CollectorConfig {
+                        address,
+                        buffer: 4096,
+                    });
+                    c.metrics = metrics.map(|listen| MetricsConfig { listen });
+                    c
+                }
+                (None, None) => bail!("give --config or --compiled"),
+            };
             let daemon = Daemon::start(&config)
                 .await
                 .context("starting the daemon")?;
@@ -198,15 +225,19 @@ async fn main() -> Result<()> {
                 let inputs =
                     DeviceInputs::load(&d.inputs).with_context(|| format!("device {}", d.name))?;
                 let info = P4InfoIndex::new(inputs.pipeline.p4info.clone());
-                let digest = clt_controller::digest::DigestLayout::from_p4info(&info)?;
+                let digests = clt_controller::digest::DigestLayout::all(&info)?;
                 println!(
-                    "{}: {} tables, {} actions, {} entries, cookie {:#018x}, digest {}",
+                    "{}: {} tables, {} actions, {} entries, cookie {:#018x}, digests [{}]",
                     d.name,
                     info.p4info().tables.len(),
                     info.p4info().actions.len(),
                     inputs.entries.len(),
                     inputs.pipeline.cookie,
-                    digest.map_or("none".to_string(), |l| l.name)
+                    digests
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
                 for e in &inputs.entries {
                     if info.table(e.table_id).is_none() {

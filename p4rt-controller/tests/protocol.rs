@@ -375,6 +375,7 @@ async fn digest_lists_are_acked_decoded_and_forwarded() {
     let inputs = DeviceInputs {
         pipeline: p,
         entries: routes(3),
+        digests: vec![],
     };
     let device =
         Arc::new(Device::new(spec(addr, "r1"), inputs, Some(forwarder), metrics.clone()).unwrap());
@@ -450,6 +451,7 @@ async fn a_restarted_switch_gets_pipeline_and_entries_again() {
     let inputs = DeviceInputs {
         pipeline: pipeline(b"restart"),
         entries: routes(20),
+        digests: vec![],
     };
     let device = Arc::new(Device::new(spec(addr, "r1"), inputs, None, Metrics::default()).unwrap());
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -495,6 +497,7 @@ async fn an_unreachable_device_is_retried_with_backoff() {
     let inputs = DeviceInputs {
         pipeline: pipeline(b"x"),
         entries: vec![],
+        digests: vec![],
     };
     let device =
         Arc::new(Device::new(spec(addr, "down"), inputs, None, Metrics::default()).unwrap());
