@@ -225,8 +225,7 @@ impl Diagnostics {
 
     /// Sorts by position (then code) so output does not depend on check order.
     pub fn sort(&mut self) {
-        self.0
-            .sort_by(|a, b| (a.span, a.code).cmp(&(b.span, b.code)));
+        self.0.sort_by_key(|d| (d.span, d.code));
         self.0.dedup();
     }
 

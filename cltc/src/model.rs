@@ -340,15 +340,7 @@ impl Cx<'_> {
                     }
                     let mut padded = bytes;
                     padded.resize(padded.len().div_ceil(4) * 4, 0);
-                    self.once(
-                        &mut schema,
-                        Schema {
-                            id: id as u32,
-                            data: padded,
-                        },
-                        *span,
-                        "schema",
-                    );
+                    self.once(&mut schema, Schema { id, data: padded }, *span, "schema");
                 }
             }
         }
@@ -706,7 +698,7 @@ impl Cx<'_> {
             name: n.name.text.clone(),
             span: n.name.span,
             kind,
-            id: id_v.unwrap_or_else(|| match wide_v {
+            id: id_v.unwrap_or(match wide_v {
                 Some(w) if w <= 0xff_ffff => w as u32,
                 _ => 0xff_ffff,
             }),
@@ -1080,7 +1072,8 @@ impl Cx<'_> {
         bfs: &mut Bfs,
     ) -> Option<MPolicy> {
         let mut domain: Option<(Option<DomainIdx>, Span)> = None;
-        let mut ends: Option<((Option<NodeIdx>, Option<NodeIdx>), Span)> = None;
+        type Ends = (Option<NodeIdx>, Option<NodeIdx>);
+        let mut ends: Option<(Ends, Span)> = None;
         let mut dst: Option<(Option<Ipv6Net>, Span)> = None;
         let mut src: Option<(Option<Ipv6Net>, Span)> = None;
         let mut proto: Option<(Option<u8>, Span)> = None;

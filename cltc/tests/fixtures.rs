@@ -9,7 +9,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 fn name_of(path: &Path) -> String {
-    path.file_name().unwrap().to_string_lossy().into_owned()
+    path.file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Everything a compiled fixture produces, except the P4 artifacts.
@@ -30,7 +33,7 @@ fn outputs(name: &str, src: &str) -> String {
         }
         let plan = linux::plan(f, NodeIdx(i as u32));
         let _ = writeln!(out, "=== {}/plan.json", n.name);
-        out.push_str(&serde_json::to_string_pretty(&plan).unwrap());
+        out.push_str(&serde_json::to_string_pretty(&plan).expect("plans serialise"));
         let _ = writeln!(out, "\n=== {}/plan.sh", n.name);
         out.push_str(&linux::script(&plan));
     }

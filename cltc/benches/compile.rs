@@ -1,0 +1,229 @@
+//! Compile time and peak memory of generated leaf-spine fabrics.
+//!
+//! `cargo bench -p cltc --bench compile` prints, per size (10, 100, 1,000
+//! nodes; 10 policies per leaf): the best time of several runs for the front
+//! end (text to IR) and for the whole output (IR plus every artifact), the
+//! peak heap in use during one compilation (a counting global allocator),
+//! and the growth from one size to the next against n and n log n.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Counts bytes in use and the peak since the last reset.
+struct Counting;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to the system allocator unchanged and only
+// adds counters; layouts and pointers are passed through as received.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = IN_USE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as our caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let now = IN_USE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                IN_USE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A leaf-spine fabric of exactly `n` nodes: spines (tofino), leaves (bmv2)
+/// and Linux hosts, every leaf linked to every spine, 10 policies per leaf.
+fn leaf_spine(n: usize) -> String {
+    let spines = (n / 50).max(1);
+    let leaves = ((n - spines) / 9).max(1);
+    let hosts = n - spines - leaves;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "domain dc {{\n    namespace 100\n    trace hop_limit_node_id, interface_ids, queue_depth\n    context w3c\n    collector 127.0.0.1:7123\n}}\n"
+    );
+    // Hosts per leaf, the first leaves take the remainder.
+    let per_leaf: Vec<usize> = (0..leaves)
+        .map(|l| hosts / leaves + usize::from(l < hosts % leaves))
+        .collect();
+    let mut id = 1;
+    for sp in 0..spines {
+        let _ = writeln!(
+            s,
+            "node spine{sp} tofino {{\n    id {id}\n    p4runtime 127.0.0.1:{} device {id}",
+            20000 + id
+        );
+        id += 1;
+        for l in 0..leaves {
+            let _ = writeln!(
+                s,
+                "    port {} {{ id {} mac 02:01:{:02x}:{:02x}:{:02x}:01 }}",
+                l + 1,
+                l + 1,
+                sp,
+                l >> 8,
+                l & 0xff
+            );
+        }
+        s.push_str("}\n");
+    }
+    for (l, &h) in per_leaf.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "node leaf{l} bmv2 {{\n    id {id}\n    p4runtime 127.0.0.1:{} device {id}",
+            20000 + id
+        );
+        id += 1;
+        for p in 0..h + spines {
+            let _ = writeln!(
+                s,
+                "    port {} {{ id {} mac 02:02:{:02x}:{:02x}:{:02x}:{:02x} }}",
+                p + 1,
+                p + 1,
+                l >> 8,
+                l & 0xff,
+                p >> 8,
+                p & 0xff
+            );
+        }
+        s.push_str("}\n");
+        for i in 0..h {
+            let _ = writeln!(
+                s,
+                "node h{l}x{i} linux {{\n    id {id}\n    interface eth0 {{ id 1 address 2001:db8:{l:x}:{i:x}::10/64 mac 02:03:{:02x}:{:02x}:{:02x}:01 }}\n}}",
+                l >> 8,
+                l & 0xff,
+                i
+            );
+            id += 1;
+            let _ = writeln!(s, "link h{l}x{i}.eth0 -- leaf{l}.{}", i + 1);
+        }
+        for sp in 0..spines {
+            let _ = writeln!(s, "link leaf{l}.{} -- spine{sp}.{}", h + sp + 1, l + 1);
+        }
+    }
+    for (l, &h) in per_leaf.iter().enumerate() {
+        for k in 0..10 {
+            let from = (l, k % h.max(1));
+            let tl = (l + 1 + k) % leaves;
+            let to = if tl == l {
+                (tl, (k + 1) % per_leaf[tl].max(1))
+            } else {
+                (tl, k % per_leaf[tl].max(1))
+            };
+            if from == to {
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "policy p{l}x{k} {{\n    domain dc\n    from h{}x{} to h{}x{}\n    match dst 2001:db8:{:x}:{:x}::/64 proto tcp dport {}\n}}",
+                from.0,
+                from.1,
+                to.0,
+                to.1,
+                to.0,
+                to.1,
+                8000 + k
+            );
+        }
+    }
+    s
+}
+
+struct Measure {
+    front: Duration,
+    full: Duration,
+    peak: usize,
+    policies: usize,
+    routes: usize,
+}
+
+fn measure(n: usize, runs: usize) -> Measure {
+    let src = leaf_spine(n);
+    let mut front = Duration::MAX;
+    let mut full = Duration::MAX;
+    let mut peak = 0;
+    let mut policies = 0;
+    let mut routes = 0;
+    for _ in 0..runs {
+        let base = IN_USE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let t = Instant::now();
+        let c = cltc::compile_source("bench.clt", &src).expect("the generated fabric compiles");
+        front = front.min(t.elapsed());
+        let files = cltc::output::files("bench.clt", &c.fabric);
+        full = full.min(t.elapsed());
+        peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
+        policies = c.fabric.policies.len();
+        routes = c.fabric.nodes.iter().map(|n| n.routes.len()).sum();
+        assert_eq!(c.fabric.nodes.len(), n);
+        std::hint::black_box(files);
+    }
+    Measure {
+        front,
+        full,
+        peak,
+        policies,
+        routes,
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs us too, then
+    // one small size is enough.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
+    println!(
+        "{:>6} {:>9} {:>7} {:>12} {:>12} {:>10}",
+        "nodes", "policies", "routes", "front end", "all output", "peak heap"
+    );
+    let mut prev: Option<(usize, Measure)> = None;
+    for &n in sizes {
+        let runs = if n >= 1000 { 5 } else { 20 };
+        let m = measure(n, runs);
+        println!(
+            "{:>6} {:>9} {:>7} {:>10.2}ms {:>10.2}ms {:>8.1}MiB",
+            n,
+            m.policies,
+            m.routes,
+            m.front.as_secs_f64() * 1e3,
+            m.full.as_secs_f64() * 1e3,
+            m.peak as f64 / (1 << 20) as f64
+        );
+        if let Some((pn, pm)) = &prev {
+            let r = n as f64 / *pn as f64;
+            let nlogn = r * (n as f64).ln() / (*pn as f64).ln();
+            println!(
+                "       growth x{r:.0} nodes: front end x{:.1}, all output x{:.1}, memory x{:.1} (n: x{r:.1}, n log n: x{nlogn:.1})",
+                m.front.as_secs_f64() / pm.front.as_secs_f64(),
+                m.full.as_secs_f64() / pm.full.as_secs_f64(),
+                m.peak as f64 / pm.peak as f64
+            );
+        }
+        prev = Some((n, m));
+    }
+}
