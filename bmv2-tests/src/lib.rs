@@ -112,36 +112,64 @@ pub fn generate_examples(target: Target) -> Result<Vec<Generated>> {
     Ok(out)
 }
 
-/// What p4c-bm2-ss wrote for one program.
+/// The compiler of each target's programs.
+pub fn compiler(target: Target) -> &'static str {
+    match target {
+        Target::V1Model => "p4c-bm2-ss",
+        Target::Tna => "bf-p4c",
+    }
+}
+
+/// What the P4 compiler wrote for one program.
 #[derive(Debug, Clone)]
 pub struct P4cOutput {
-    /// The bmv2 JSON (`simple_switch_grpc`'s device config).
-    pub json: PathBuf,
-    /// p4c's P4Info, in text format.
+    /// The bmv2 JSON (`simple_switch_grpc`'s device config), or bf-p4c's
+    /// output directory.
+    pub output: PathBuf,
+    /// The compiler's P4Info, in text format.
     pub p4info: String,
 }
 
-/// Runs `p4c-bm2-ss` on `program`, writing `<stem>.json` and
-/// `<stem>.p4info.txt` into `out_dir`.
-pub fn run_p4c(p4c: &Path, program: &Path, out_dir: &Path, stem: &str) -> Result<P4cOutput> {
-    let json = out_dir.join(format!("{stem}.json"));
+/// Runs `compiler` (p4c-bm2-ss or bf-p4c) on `program`, writing
+/// `<stem>.json` (or the `<stem>` directory) and `<stem>.p4info.txt` into
+/// `out_dir`.
+pub fn run_p4c(
+    compiler: &Path,
+    target: Target,
+    program: &Path,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<P4cOutput> {
     let p4info_path = out_dir.join(format!("{stem}.p4info.txt"));
-    let output = Command::new(p4c)
-        .arg("--arch")
-        .arg("v1model")
+    let mut command = Command::new(compiler);
+    let output_path = match target {
+        Target::V1Model => {
+            command.arg("--arch").arg("v1model");
+            out_dir.join(format!("{stem}.json"))
+        }
+        Target::Tna => {
+            command
+                .arg("--target")
+                .arg("tofino")
+                .arg("--arch")
+                .arg("tna");
+            out_dir.join(stem)
+        }
+    };
+    let output = command
         .arg("--p4runtime-files")
         .arg(&p4info_path)
         .arg("-o")
-        .arg(&json)
+        .arg(&output_path)
         .arg(program)
         .output()
         .map_err(|source| Error::Io {
-            path: p4c.to_path_buf(),
+            path: compiler.to_path_buf(),
             source,
         })?;
     if !output.status.success() {
         return Err(Error::Tool {
-            tool: p4c.display().to_string(),
+            tool: compiler.display().to_string(),
             program: program.to_path_buf(),
             status: output.status.to_string(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -151,7 +179,10 @@ pub fn run_p4c(p4c: &Path, program: &Path, out_dir: &Path, stem: &str) -> Result
         path: p4info_path.clone(),
         source,
     })?;
-    Ok(P4cOutput { json, p4info })
+    Ok(P4cOutput {
+        output: output_path,
+        p4info,
+    })
 }
 
 /// The control-plane view of a P4Info: every object's id and, for tables
