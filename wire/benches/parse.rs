@@ -73,39 +73,30 @@ fn packet() -> Vec<u8> {
 /// Reads every field of a node, as the agent does when it converts it.
 #[inline]
 fn consume(node: &NodeRepr<'_>) -> u64 {
-    let mut sum = 0u64;
-    if let Some(h) = node.hop_limit_node_id {
-        sum += u64::from(h.hop_limit) + u64::from(h.node_id);
-    }
-    if let Some(i) = node.interface_ids {
-        sum += u64::from(i.ingress) + u64::from(i.egress);
-    }
-    for v in [
-        node.timestamp_secs,
-        node.timestamp_frac,
-        node.transit_delay,
-        node.namespace_data,
-        node.queue_depth,
-        node.checksum_complement,
-        node.buffer_occupancy,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        sum += u64::from(v);
-    }
-    if let Some(h) = node.hop_limit_node_id_wide {
-        sum += u64::from(h.hop_limit) + h.node_id;
-    }
-    if let Some(i) = node.interface_ids_wide {
-        sum += u64::from(i.ingress) + u64::from(i.egress);
-    }
-    sum += node.namespace_data_wide.unwrap_or(0);
-    sum += node.undefined.len() as u64;
-    if let Some(o) = node.opaque_state {
-        sum += u64::from(o.schema_id) + o.data.len() as u64;
-    }
-    sum
+    let short = |v: Option<u32>| u64::from(v.unwrap_or(0));
+    node.hop_limit_node_id
+        .map_or(0, |h| u64::from(h.hop_limit) + u64::from(h.node_id))
+        + node
+            .interface_ids
+            .map_or(0, |i| u64::from(i.ingress) + u64::from(i.egress))
+        + short(node.timestamp_secs)
+        + short(node.timestamp_frac)
+        + short(node.transit_delay)
+        + short(node.namespace_data)
+        + short(node.queue_depth)
+        + short(node.checksum_complement)
+        + node
+            .hop_limit_node_id_wide
+            .map_or(0, |h| u64::from(h.hop_limit) + h.node_id)
+        + node
+            .interface_ids_wide
+            .map_or(0, |i| u64::from(i.ingress) + u64::from(i.egress))
+        + node.namespace_data_wide.unwrap_or(0)
+        + short(node.buffer_occupancy)
+        + node.undefined.len() as u64
+        + node
+            .opaque_state
+            .map_or(0, |o| u64::from(o.schema_id) + o.data.len() as u64)
 }
 
 fn clt_full_decode(packet: &[u8]) -> u64 {

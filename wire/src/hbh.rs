@@ -5,7 +5,7 @@ use crate::clt::CltRepr;
 use crate::ioam::{IoamBody, IoamRepr, TracePacket, TraceRepr, fill_node};
 use crate::ipv6::IpProtocol;
 use crate::node::NodeRepr;
-use crate::option::{Ipv6Option, OptionRepr, OptionsIter};
+use crate::option::{Ipv6Option, OptionRepr, OptionType, OptionsIter};
 use crate::trace_type::TraceType;
 use crate::{Error, Result, need};
 use arrayvec::ArrayVec;
@@ -29,9 +29,6 @@ mod field {
     pub const LENGTH: usize = 1;
     pub const OPTIONS: usize = 2;
 }
-
-/// The most options [`HbhRepr`] holds; more is an error.
-pub const MAX_OPTIONS: usize = 8;
 
 /// A zero-copy view of a Hop-by-Hop header. The buffer may extend past the
 /// header (the rest of the packet); [`header_len`](Self::header_len) says
@@ -111,60 +108,140 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> HbhHeader<T> {
     }
 }
 
-/// The options of an [`HbhRepr`]: a fixed-capacity list, so parsing never
-/// allocates.
-pub type Options<'a> = ArrayVec<OptionRepr<'a>, MAX_OPTIONS>;
+/// Where the options of an [`HbhRepr`] come from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// The option area of a parsed header, every option validated: decoded
+    /// on demand, emitted byte for byte.
+    Wire(&'a [u8]),
+    /// A list given to [`HbhRepr::new`].
+    Built(&'a [OptionRepr<'a>]),
+}
 
-/// A Hop-by-Hop header, parsed: every option in order, padding included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A Hop-by-Hop header, parsed or to be emitted.
+///
+/// Parsing validates every option (a truncated or malformed one is an
+/// error; unknown ones are fine) and keeps the IOAM trace and the CLT option
+/// at hand, but does not copy the option list: [`options`](Self::options)
+/// decodes it again on demand, and `emit` of a parsed header copies its
+/// option bytes. So parsing never allocates and the repr stays small. Two
+/// reprs are equal when their next header and option lists are, whichever
+/// way they were made.
+#[derive(Debug, Clone, Copy)]
 pub struct HbhRepr<'a> {
     pub next_header: IpProtocol,
-    pub options: Options<'a>,
+    source: Source<'a>,
+    clt: Option<CltRepr>,
+    trace: Option<TraceRepr<'a>>,
 }
 
 impl<'a> HbhRepr<'a> {
-    /// Parses a view. Unknown options are kept raw (and skipped by
-    /// [`ioam_trace`](Self::ioam_trace) and [`clt`](Self::clt)); a truncated
-    /// option, a malformed IOAM or CLT option, or more than
-    /// [`MAX_OPTIONS`] options is an error.
+    /// A header with these options, in this order (padding included: the
+    /// total must be a multiple of 8 bytes to emit).
+    pub fn new(next_header: IpProtocol, options: &'a [OptionRepr<'a>]) -> HbhRepr<'a> {
+        let mut repr = HbhRepr {
+            next_header,
+            source: Source::Built(options),
+            clt: None,
+            trace: None,
+        };
+        for option in options {
+            repr.note(option);
+        }
+        repr
+    }
+
+    /// Remembers the first CLT option and the first IOAM trace.
+    #[inline]
+    fn note(&mut self, option: &OptionRepr<'a>) {
+        match option {
+            OptionRepr::Clt(clt) if self.clt.is_none() => self.clt = Some(*clt),
+            OptionRepr::Ioam(ioam) if self.trace.is_none() => self.trace = ioam.trace().copied(),
+            _ => {}
+        }
+    }
+
+    /// Parses a view. Unknown options are skipped (kept for `emit`); a
+    /// truncated option or a malformed IOAM or CLT option is an error. The
+    /// walk is bounded by the header's length.
     #[inline]
     pub fn parse<T: AsRef<[u8]> + ?Sized>(header: &HbhHeader<&'a T>) -> Result<HbhRepr<'a>> {
         header.check_len()?;
-        let mut options = ArrayVec::new();
-        for item in header.options_iter() {
-            let (_, option) = item?;
-            let repr = OptionRepr::parse(&option)?;
-            options
-                .try_push(repr)
-                .map_err(|_| Error::TooManyOptions { max: MAX_OPTIONS })?;
-        }
-        Ok(HbhRepr {
+        let area = header.options();
+        let mut repr = HbhRepr {
             next_header: header.next_header(),
-            options,
-        })
+            source: Source::Wire(area),
+            clt: None,
+            trace: None,
+        };
+        // The same walk as `OptionsIter` and the same checks as
+        // `OptionRepr::parse`, without building every option: this is the
+        // agent's hot path.
+        let mut at = 0usize;
+        while let Some(&option_type) = area.get(at) {
+            if option_type == u8::from(OptionType::Pad1) {
+                at += 1;
+                continue;
+            }
+            let data = match area.get(at + 1) {
+                Some(&len) => area.get(at + 2..at + 2 + usize::from(len)),
+                None => None,
+            };
+            let Some(data) = data else {
+                // Let the view say what is missing.
+                return Err(Ipv6Option::new_checked(&area[at..]).err().unwrap_or(
+                    Error::Truncated {
+                        what: "option",
+                        need: 2,
+                        have: area.len() - at,
+                    },
+                ));
+            };
+            match OptionType::from(option_type) {
+                OptionType::Clt => {
+                    let clt = CltRepr::parse(data)?;
+                    repr.clt.get_or_insert(clt);
+                }
+                OptionType::Ioam => {
+                    let ioam = IoamRepr::parse(data)?;
+                    if repr.trace.is_none() {
+                        repr.trace = ioam.trace().copied();
+                    }
+                }
+                _ => {}
+            }
+            at += 2 + data.len();
+        }
+        Ok(repr)
+    }
+
+    /// The options in order, padding included.
+    pub fn options(&self) -> HbhOptions<'a> {
+        match self.source {
+            Source::Wire(area) => HbhOptions::Wire(OptionsIter::new(area)),
+            Source::Built(list) => HbhOptions::Built(list.iter()),
+        }
     }
 
     /// The first IOAM pre-allocated trace, if any.
     #[inline]
     pub fn ioam_trace(&self) -> Option<&TraceRepr<'a>> {
-        self.options.iter().find_map(|o| match o {
-            OptionRepr::Ioam(ioam) => ioam.trace(),
-            _ => None,
-        })
+        self.trace.as_ref()
     }
 
     /// The first CLT trace-context option, if any.
     #[inline]
     pub fn clt(&self) -> Option<&CltRepr> {
-        self.options.iter().find_map(|o| match o {
-            OptionRepr::Clt(clt) => Some(clt),
-            _ => None,
-        })
+        self.clt.as_ref()
     }
 
     /// The emitted length: 2 plus the options (a multiple of 8 to emit).
     pub fn buffer_len(&self) -> usize {
-        field::OPTIONS + self.options.iter().map(|o| o.buffer_len()).sum::<usize>()
+        field::OPTIONS
+            + match self.source {
+                Source::Wire(area) => area.len(),
+                Source::Built(list) => list.iter().map(|o| o.buffer_len()).sum::<usize>(),
+            }
     }
 
     /// Writes the header at the start of `header`'s buffer. The options must
@@ -181,13 +258,49 @@ impl<'a> HbhRepr<'a> {
         need("hop-by-hop buffer", len, header.buffer.as_ref().len())?;
         header.set_next_header(self.next_header);
         header.set_hdr_ext_len((len / 8 - 1) as u8);
-        let mut area = header.options_mut();
-        for option in &self.options {
-            let (this, rest) = area.split_at_mut(option.buffer_len());
-            option.emit(&mut Ipv6Option::new_unchecked(this))?;
-            area = rest;
+        match self.source {
+            Source::Wire(area) => header.options_mut().copy_from_slice(area),
+            Source::Built(list) => {
+                let mut area = header.options_mut();
+                for option in list {
+                    let (this, rest) = area.split_at_mut(option.buffer_len());
+                    option.emit(&mut Ipv6Option::new_unchecked(this))?;
+                    area = rest;
+                }
+            }
         }
         Ok(())
+    }
+}
+
+impl PartialEq for HbhRepr<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.next_header == other.next_header && self.options().eq(other.options())
+    }
+}
+
+impl Eq for HbhRepr<'_> {}
+
+/// The options of an [`HbhRepr`], in order.
+#[derive(Debug, Clone)]
+pub enum HbhOptions<'a> {
+    Wire(OptionsIter<'a>),
+    Built(std::slice::Iter<'a, OptionRepr<'a>>),
+}
+
+impl<'a> Iterator for HbhOptions<'a> {
+    type Item = OptionRepr<'a>;
+
+    fn next(&mut self) -> Option<OptionRepr<'a>> {
+        match self {
+            // Validated by `parse`: an error cannot happen, but would end
+            // the iteration rather than panic.
+            HbhOptions::Wire(iter) => match iter.next()? {
+                Ok((_, option)) => OptionRepr::parse(&option).ok(),
+                Err(_) => None,
+            },
+            HbhOptions::Built(iter) => iter.next().copied(),
+        }
     }
 }
 
@@ -200,7 +313,7 @@ impl fmt::Display for HbhRepr<'_> {
             self.next_header,
             self.buffer_len()
         )?;
-        for option in &self.options {
+        for option in self.options() {
             write!(f, "\n  {option}")?;
         }
         Ok(())
@@ -256,9 +369,8 @@ impl<'n> HbhBuilder<'n> {
         self
     }
 
-    /// The header as a representation (the encapsulating node's entry is
-    /// not in it: it is written by [`build_into`](Self::build_into)).
-    pub fn repr(&self) -> Result<HbhRepr<'static>> {
+    /// The options, padding included.
+    fn options(&self) -> Result<ArrayVec<OptionRepr<'static>, 3>> {
         let mut options = ArrayVec::new();
         let mut len = 2usize;
         let mut push = |o: OptionRepr<'static>, len: &mut usize| {
@@ -292,28 +404,32 @@ impl<'n> HbhBuilder<'n> {
                 &mut len,
             );
         }
-        Ok(HbhRepr {
-            next_header: self.next_header.unwrap_or(IpProtocol::NoNextHeader),
-            options,
-        })
+        Ok(options)
     }
 
     /// The built header's length.
     pub fn buffer_len(&self) -> Result<usize> {
-        Ok(self.repr()?.buffer_len())
+        Ok(2 + self
+            .options()?
+            .iter()
+            .map(|o| o.buffer_len())
+            .sum::<usize>())
     }
 
     /// Writes the header at the start of `buf`; returns its length.
     pub fn build_into(&self, buf: &mut [u8]) -> Result<usize> {
-        let repr = self.repr()?;
+        let options = self.options()?;
+        let repr = HbhRepr::new(
+            self.next_header.unwrap_or(IpProtocol::NoNextHeader),
+            &options,
+        );
         let len = repr.buffer_len();
         need("hop-by-hop buffer", len, buf.len())?;
         repr.emit(&mut HbhHeader::new_unchecked(&mut buf[..len]))?;
-        if let (Some(node), Some(_)) = (&self.encap_node, &self.trace) {
+        if let (Some(node), Some(trace)) = (&self.encap_node, repr.ioam_trace()) {
             // The trace starts after the IOAM option's 4 bytes of header.
-            let ioam_at = if self.clt.is_some() { 28 } else { 4 };
-            let trace_len = repr.ioam_trace().map_or(0, |t| t.buffer_len());
-            let trace_at = ioam_at + 4;
+            let trace_at = if self.clt.is_some() { 28 } else { 4 } + 4;
+            let trace_len = trace.buffer_len();
             let mut trace = TracePacket::new_checked(&mut buf[trace_at..trace_at + trace_len])?;
             fill_node(&mut trace, node)?;
         }

@@ -41,8 +41,12 @@ enum_with_unknown! {
 pub struct TraceFlags(u8);
 
 impl TraceFlags {
-    /// The Overflow flag: a node had no room for its entry.
+    /// The Overflow flag (RFC 9197): a node had no room for its entry.
     pub const OVERFLOW: u8 = 0b1000;
+    /// The Loopback flag (RFC 9322).
+    pub const LOOPBACK: u8 = 0b0100;
+    /// The Active flag (RFC 9322).
+    pub const ACTIVE: u8 = 0b0010;
 
     /// Wraps 4 bits; higher bits are dropped.
     pub const fn from_bits(bits: u8) -> TraceFlags {

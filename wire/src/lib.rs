@@ -37,7 +37,7 @@ pub mod packet;
 pub mod trace_type;
 
 pub use clt::CltRepr;
-pub use hbh::{HbhBuilder, HbhHeader, HbhRepr, MAX_OPTIONS};
+pub use hbh::{HbhBuilder, HbhHeader, HbhOptions, HbhRepr};
 pub use ioam::{
     FillOutcome, IoamBody, IoamRepr, IoamType, Nodes, TraceFlags, TracePacket, TraceRepr, fill_node,
 };
@@ -62,9 +62,6 @@ pub enum Error {
     /// The IPv6 version field is not 6.
     #[error("not an ipv6 packet: version {0}")]
     BadVersion(u8),
-    /// More Hop-by-Hop options than [`MAX_OPTIONS`].
-    #[error("more than {max} hop-by-hop options")]
-    TooManyOptions { max: usize },
     /// More extension headers before the upper layer than the walk allows.
     #[error("more than {max} extension headers")]
     TooManyExtensionHeaders { max: usize },

@@ -2,6 +2,9 @@
 //! RFC 9486 and docs/wire-format.md, one comment per byte: the builder must
 //! produce them, `parse` must read them, `emit` must reproduce them.
 
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 use clt_wire::*;
 
 /// hop_limit_node_id | interface_ids | queue_depth: 3 units per node.
@@ -121,25 +124,22 @@ static PADDED: [u8; 64] = [
     0x00, 0x00, // padding
 ];
 
-fn expected_with_clt(node_data: &[u8]) -> HbhRepr<'_> {
-    let mut options = hbh::Options::new();
-    options.push(OptionRepr::Clt(clt()));
-    options.push(OptionRepr::Ioam(IoamRepr {
-        reserved: 0,
-        body: IoamBody::PreallocatedTrace(TraceRepr {
-            namespace_id: 123,
-            node_len: 3,
-            flags: TraceFlags::default(),
-            remaining_len: 3,
-            trace_type: trace_type(),
+fn expected_options(node_data: &[u8]) -> [OptionRepr<'_>; 2] {
+    [
+        OptionRepr::Clt(clt()),
+        OptionRepr::Ioam(IoamRepr {
             reserved: 0,
-            node_data,
+            body: IoamBody::PreallocatedTrace(TraceRepr {
+                namespace_id: 123,
+                node_len: 3,
+                flags: TraceFlags::default(),
+                remaining_len: 3,
+                trace_type: trace_type(),
+                reserved: 0,
+                node_data,
+            }),
         }),
-    }));
-    HbhRepr {
-        next_header: IpProtocol::NoNextHeader,
-        options,
-    }
+    ]
 }
 
 #[test]
@@ -177,7 +177,9 @@ fn builder_pads_to_a_multiple_of_8() {
 fn parse_then_emit_with_clt() {
     let header = HbhHeader::new_checked(&WITH_CLT[..]).unwrap();
     let repr = HbhRepr::parse(&header).unwrap();
-    assert_eq!(repr, expected_with_clt(&WITH_CLT[40..]));
+    let options = expected_options(&WITH_CLT[40..]);
+    assert_eq!(repr, HbhRepr::new(IpProtocol::NoNextHeader, &options));
+    assert_eq!(repr.options().collect::<Vec<_>>(), options);
     assert_eq!(repr.clt(), Some(&clt()));
     let nodes: Vec<_> = repr.ioam_trace().unwrap().nodes().collect();
     assert_eq!(nodes, [encap_node()]);
@@ -199,7 +201,8 @@ fn parse_then_emit_without_clt_and_padded() {
     }
     let repr = HbhRepr::parse(&HbhHeader::new_checked(&WITHOUT_CLT[..]).unwrap()).unwrap();
     assert_eq!(repr.clt(), None);
-    assert_eq!(repr.options[0], OptionRepr::PadN(&[]));
+    assert_eq!(repr.options().next(), Some(OptionRepr::PadN(&[])));
+    assert_eq!(repr.options().count(), 2);
     let trace = repr.ioam_trace().unwrap();
     assert_eq!((trace.namespace_id, trace.remaining_len), (123, 3));
     assert_eq!(trace.nodes().count(), 1);
@@ -245,4 +248,169 @@ fn transit_fill_then_overflow() {
     assert_eq!(nodes, [encap_node(), transit_node()], "path order");
     let reversed: Vec<_> = trace.nodes().rev().collect();
     assert_eq!(reversed, [transit_node(), encap_node()]);
+}
+
+#[test]
+fn printer_shows_every_option_and_node() {
+    let mut buf = WITH_CLT;
+    let mut trace = TracePacket::new_checked(&mut buf[32..]).unwrap();
+    fill_node(&mut trace, &transit_node()).unwrap();
+    let repr = HbhRepr::parse(&HbhHeader::new_checked(&buf[..]).unwrap()).unwrap();
+    assert_eq!(
+        repr.to_string(),
+        "hop-by-hop next=no-next-header len=64\n\
+         \x20 clt trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331\n\
+         \x20 ioam pre-allocated trace ns=123 type=0xc20000 \
+         [hop_limit_node_id,interface_ids,queue_depth] node_len=3 remaining_len=0 flags=0x0 nodes=2\n\
+         \x20   hop 0: hop_limit=64 node_id=1 ingress_if=65535 egress_if=11 queue_depth=0\n\
+         \x20   hop 1: hop_limit=63 node_id=2 ingress_if=21 egress_if=22 queue_depth=1500"
+    );
+    assert_eq!(
+        Printer(&buf[..3]).to_string(),
+        "malformed packet (3 bytes): truncated ipv6 header: need 40 bytes, have 3"
+    );
+}
+
+/// A trace with opaque state snapshots: entries of different lengths.
+#[rustfmt::skip]
+static OPAQUE: [u8; 40] = [
+    0x00, 0x01, // namespace id 1
+    0x08, // node len 1 (bit 0 only; the snapshot is not counted), flags 0
+    0x02, // remaining len 2: 8 bytes free
+    0x80, 0x00, 0x02, // trace type: bits 0 and 22
+    0x00, // reserved
+    0x00, 0x00, 0x00, 0x00, // free
+    0x00, 0x00, 0x00, 0x00, // free
+    0x3f, 0x00, 0x00, 0x02, // hop 2: hop limit 63, node id 2
+    0x00, 0xff, 0xff, 0xff, // hop 2: empty snapshot, no schema (as Linux writes it)
+    0x40, 0x00, 0x00, 0x01, // hop 1: hop limit 64, node id 1
+    0x02, 0x00, 0x00, 0x07, // hop 1: snapshot of 2 words, schema 7
+    0x11, 0x22, 0x33, 0x44, // hop 1: snapshot data
+    0x55, 0x66, 0x77, 0x88, // hop 1: snapshot data
+];
+
+#[test]
+fn opaque_state_entries_in_path_order() {
+    let trace_type = TraceType::from_fields([TraceField::HopLimitNodeId, TraceField::OpaqueState]);
+    let hop1 = NodeRepr {
+        hop_limit_node_id: Some(HopLimitNodeId {
+            hop_limit: 64,
+            node_id: 1,
+        }),
+        opaque_state: Some(OpaqueState {
+            schema_id: 7,
+            data: &[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88],
+        }),
+        ..NodeRepr::default()
+    };
+    let hop2 = NodeRepr {
+        hop_limit_node_id: Some(HopLimitNodeId {
+            hop_limit: 63,
+            node_id: 2,
+        }),
+        ..NodeRepr::default()
+    };
+
+    // Built the way the sender and a transit node fill it.
+    let empty = TraceRepr::new(1, trace_type, 32).unwrap();
+    let mut buf = [0u8; 40];
+    empty
+        .emit(&mut TracePacket::new_unchecked(&mut buf[..]))
+        .unwrap();
+    let mut view = TracePacket::new_checked(&mut buf[..]).unwrap();
+    assert_eq!(
+        fill_node(&mut view, &hop1).unwrap(),
+        FillOutcome::Filled { offset: 16 }
+    );
+    assert_eq!(
+        fill_node(&mut view, &hop2).unwrap(),
+        FillOutcome::Filled { offset: 8 }
+    );
+    assert_eq!(buf, OPAQUE);
+
+    let repr = TraceRepr::parse(&TracePacket::new_checked(&OPAQUE[..]).unwrap()).unwrap();
+    assert_eq!(repr.check_entries(), Ok(2));
+    let nodes: Vec<_> = repr.nodes().collect();
+    assert_eq!(nodes, [hop1, hop2.for_trace_type(trace_type)]);
+    assert_eq!(
+        nodes[1].opaque_state,
+        Some(OpaqueState {
+            schema_id: 0xff_ffff,
+            data: &[]
+        })
+    );
+
+    // An entry cut in the middle is an error, not a shorter list.
+    let mut cut = OPAQUE;
+    cut[28] = 0x03; // hop 1's snapshot now claims 3 words
+    assert_eq!(
+        TraceRepr::parse(&TracePacket::new_checked(&cut[..]).unwrap()),
+        Err(Error::PartialNode { filled: 24 })
+    );
+}
+
+#[test]
+fn node_len_must_match_the_trace_type() {
+    let mut raw = OPAQUE;
+    raw[2] = 0x10; // node len 2 for a type that needs 1
+    assert_eq!(
+        TraceRepr::parse(&TracePacket::new_checked(&raw[..]).unwrap()),
+        Err(Error::NodeLenMismatch {
+            trace_type: TraceType::from_bits(0x80_0002),
+            found: 2,
+            expected: 1
+        })
+    );
+    // Remaining length beyond the node data: Linux drops it, so do we.
+    let mut raw = OPAQUE;
+    raw[3] = 0x0b;
+    assert!(matches!(
+        TracePacket::new_checked(&raw[..]),
+        Err(Error::Truncated { need: 52, .. })
+    ));
+}
+
+#[test]
+fn whole_packet_with_ports() {
+    #[rustfmt::skip]
+    let mut packet = vec![
+        0x60, 0x00, 0x00, 0x00, // version 6, traffic class 0, flow label 0
+        0x00, 0x30, // payload length 48: 40 (hop-by-hop) + 8 (udp)
+        0x00, // next header: hop-by-hop
+        0x3d, // hop limit 61
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, // src 2001:db8::1
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02, // dst 2001:db8::2
+    ];
+    let mut hbh = WITHOUT_CLT;
+    hbh[0] = 0x11; // next header: udp
+    packet.extend_from_slice(&hbh);
+    packet.extend_from_slice(&[
+        0xc3, 0x50, // udp source port 50000
+        0x01, 0xbb, // udp destination port 443
+        0x00, 0x08, 0x00, 0x00, // udp length 8, checksum (not checked)
+    ]);
+    let parsed = PacketRepr::parse(&packet).unwrap();
+    assert_eq!(parsed.ipv6.hop_limit, 61);
+    assert_eq!(parsed.upper.protocol, IpProtocol::Udp);
+    assert_eq!(parsed.upper.offset, 40);
+    assert_eq!(
+        (parsed.upper.src_port, parsed.upper.dst_port),
+        (Some(50000), Some(443))
+    );
+    let hbh = parsed.hbh.as_ref().unwrap();
+    assert_eq!(hbh.next_header, IpProtocol::Udp);
+    assert_eq!(hbh.ioam_trace().unwrap().nodes().count(), 1);
+    assert!(Printer(&packet).to_string().ends_with("\nudp 50000 -> 443"));
+
+    // The same packet cut inside the trace: an error naming what is short.
+    packet.truncate(60);
+    packet[5] = 20;
+    assert!(matches!(
+        PacketRepr::parse(&packet),
+        Err(Error::Truncated {
+            what: "hop-by-hop header",
+            need: 40,
+            have: 20
+        })
+    ));
 }

@@ -2,6 +2,9 @@
 //! printer panics on arbitrary bytes; valid representations round-trip
 //! through `emit` and `parse`; bytes that parse are emitted back unchanged.
 
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 use clt_wire::*;
 use proptest::prelude::*;
 
@@ -16,13 +19,12 @@ fn exercise(bytes: &[u8]) {
         let _ = upper_layer(packet.next_header(), packet.payload());
     }
     if let Ok(header) = HbhHeader::new_checked(bytes) {
-        for item in header.options_iter() {
-            if let Ok((_, option)) = item {
-                let _ = OptionRepr::parse(&option);
-            }
+        for (_, option) in header.options_iter().flatten() {
+            let _ = OptionRepr::parse(&option);
         }
         if let Ok(repr) = HbhRepr::parse(&header) {
             let _ = repr.to_string();
+            let _ = repr.options().count();
             if let Some(trace) = repr.ioam_trace() {
                 let _ = trace.nodes().count();
                 let _ = trace.nodes().rev().count();
@@ -165,7 +167,9 @@ fn node_data(spec: &TraceSpec) -> (Vec<u8>, Vec<NodeRepr<'_>>) {
         }
         let node = node_of(n, spec.trace_type);
         let mut entry = vec![0u8; node.buffer_len(spec.trace_type)];
-        node.emit(spec.trace_type, &mut entry).unwrap();
+        if node.emit(spec.trace_type, &mut entry).is_err() {
+            break;
+        }
         if len + entry.len() > 244 {
             break;
         }
@@ -212,10 +216,10 @@ fn opt_spec() -> impl Strategy<Value = OptSpec> {
     ]
 }
 
-fn hbh_of<'a>(next_header: u8, opts: &'a [OptSpec], trace: &'a TraceRepr<'a>) -> HbhRepr<'a> {
-    let mut options = hbh::Options::new();
-    for o in opts.iter().take(MAX_OPTIONS - 1) {
-        options.push(match o {
+fn options_of<'a>(opts: &'a [OptSpec], trace: &'a TraceRepr<'a>) -> Vec<OptionRepr<'a>> {
+    let mut options: Vec<OptionRepr<'a>> = opts
+        .iter()
+        .map(|o| match o {
             OptSpec::Pad1 => OptionRepr::Pad1,
             OptSpec::PadN(d) => OptionRepr::PadN(d),
             OptSpec::Clt(t, s) => OptionRepr::Clt(CltRepr {
@@ -237,19 +241,36 @@ fn hbh_of<'a>(next_header: u8, opts: &'a [OptSpec], trace: &'a TraceRepr<'a>) ->
                 option_type: *t,
                 data: d,
             },
-        });
-    }
-    let mut repr = HbhRepr {
-        next_header: IpProtocol::from(next_header),
-        options,
-    };
-    let rest = (8 - repr.buffer_len() % 8) % 8;
-    match rest {
+        })
+        .collect();
+    let len = 2 + options.iter().map(|o| o.buffer_len()).sum::<usize>();
+    match (8 - len % 8) % 8 {
         0 => {}
-        1 => repr.options.push(OptionRepr::Pad1),
-        n => repr.options.push(OptionRepr::padn(n - 2)),
+        1 => options.push(OptionRepr::Pad1),
+        n => options.push(OptionRepr::padn(n - 2)),
     }
-    repr
+    options
+}
+
+/// Emits a header; `None` if it would exceed 2048 bytes.
+fn emit_hbh(repr: &HbhRepr<'_>) -> Option<Vec<u8>> {
+    let mut bytes = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut HbhHeader::new_unchecked(&mut bytes[..]))
+        .ok()?;
+    Some(bytes)
+}
+
+/// A trace repr over node data built from a spec.
+fn trace_of<'a>(spec: &TraceSpec, data: &'a [u8]) -> TraceRepr<'a> {
+    TraceRepr {
+        namespace_id: spec.namespace_id,
+        node_len: spec.trace_type.node_len(),
+        flags: TraceFlags::from_bits(spec.flags),
+        remaining_len: (spec.free.len().min(data.len()) / 4) as u8,
+        trace_type: spec.trace_type,
+        reserved: spec.reserved,
+        node_data: data,
+    }
 }
 
 proptest! {
@@ -298,15 +319,7 @@ proptest! {
         next_header in any::<u8>(),
     ) {
         let (data, path) = node_data(&trace);
-        let repr = TraceRepr {
-            namespace_id: trace.namespace_id,
-            node_len: trace.trace_type.node_len(),
-            flags: TraceFlags::from_bits(trace.flags),
-            remaining_len: (trace.free.len().min(data.len()) / 4) as u8,
-            trace_type: trace.trace_type,
-            reserved: trace.reserved,
-            node_data: &data,
-        };
+        let repr = trace_of(&trace, &data);
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut TracePacket::new_unchecked(&mut buf[..])).unwrap();
         let parsed = TraceRepr::parse(&TracePacket::new_checked(&buf[..]).unwrap()).unwrap();
@@ -316,12 +329,16 @@ proptest! {
             prop_assert_eq!(nodes, path.clone());
         }
 
-        let hbh = hbh_of(next_header, &opts, &repr);
-        prop_assume!(hbh.buffer_len() <= 2048);
-        let mut bytes = vec![0u8; hbh.buffer_len()];
-        hbh.emit(&mut HbhHeader::new_unchecked(&mut bytes[..])).unwrap();
+        let options = options_of(&opts, &repr);
+        let hbh = HbhRepr::new(IpProtocol::from(next_header), &options);
+        let Some(bytes) = emit_hbh(&hbh) else { return Ok(()) };
         let back = HbhRepr::parse(&HbhHeader::new_checked(&bytes[..]).unwrap()).unwrap();
         prop_assert_eq!(&back, &hbh);
+        prop_assert_eq!(back.options().collect::<Vec<_>>(), options.clone());
+        prop_assert_eq!(back.clt(), options.iter().find_map(|o| match o {
+            OptionRepr::Clt(c) => Some(c),
+            _ => None,
+        }));
         exercise(&bytes);
     }
 
@@ -332,19 +349,10 @@ proptest! {
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
     ) {
         let (data, _) = node_data(&trace);
-        let repr = TraceRepr {
-            namespace_id: trace.namespace_id,
-            node_len: trace.trace_type.node_len(),
-            flags: TraceFlags::from_bits(trace.flags),
-            remaining_len: (trace.free.len().min(data.len()) / 4) as u8,
-            trace_type: trace.trace_type,
-            reserved: trace.reserved,
-            node_data: &data,
-        };
-        let hbh = hbh_of(17, &opts, &repr);
-        prop_assume!(hbh.buffer_len() <= 2048);
-        let mut bytes = vec![0u8; hbh.buffer_len()];
-        hbh.emit(&mut HbhHeader::new_unchecked(&mut bytes[..])).unwrap();
+        let repr = trace_of(&trace, &data);
+        let options = options_of(&opts, &repr);
+        let hbh = HbhRepr::new(IpProtocol::Udp, &options);
+        let Some(mut bytes) = emit_hbh(&hbh) else { return Ok(()) };
         // Corrupt a few bytes (not the length byte, which would only
         // truncate); whatever still parses must be emitted back unchanged.
         for (at, value) in flips {
@@ -369,15 +377,7 @@ proptest! {
         // Filling one more node writes at RemainingLen*4 - entry length, or
         // sets Overflow when it does not fit, and leaves everything else.
         let (data, _) = node_data(&trace);
-        let repr = TraceRepr {
-            namespace_id: trace.namespace_id,
-            node_len: trace.trace_type.node_len(),
-            flags: TraceFlags::from_bits(trace.flags),
-            remaining_len: (trace.free.len().min(data.len()) / 4) as u8,
-            trace_type: trace.trace_type,
-            reserved: trace.reserved,
-            node_data: &data,
-        };
+        let repr = trace_of(&trace, &data);
         let mut buf = vec![0u8; repr.buffer_len()];
         repr.emit(&mut TracePacket::new_unchecked(&mut buf[..])).unwrap();
         let before = buf.clone();
@@ -397,7 +397,9 @@ proptest! {
             prop_assert_eq!(outcome, FillOutcome::Filled { offset: remaining - entry });
             let after = after.unwrap();
             prop_assert_eq!(usize::from(after.remaining_len) * 4, remaining - entry);
-            prop_assert_eq!(after.nodes().last(), if entry > 0 { Some(node) } else { after.nodes().last() });
+            if entry > 0 {
+                prop_assert_eq!(after.nodes().next_back(), Some(node), "the newest entry");
+            }
             prop_assert_eq!(&buf[8 + remaining..], &before[8 + remaining..]);
             prop_assert_eq!(&buf[8..8 + remaining - entry], &before[8..8 + remaining - entry]);
         }
