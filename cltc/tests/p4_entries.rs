@@ -61,7 +61,7 @@ fn table_entries(write: &TextMessage, table: u32) -> Vec<&TextMessage> {
         .collect()
 }
 
-fn field<'a>(entry: &'a TextMessage, id: u64) -> Option<&'a TextMessage> {
+fn field(entry: &TextMessage, id: u64) -> Option<&TextMessage> {
     entry
         .messages("match")
         .find(|m| m.number("field_id") == Some(id))
