@@ -358,6 +358,102 @@ pub fn disable(fd: &impl AsFd) -> Result<(), Error> {
     })
 }
 
+/// A socket's header prepared once, for many requests on the same socket
+/// (a keep-alive connection): [`Marker::enable`] only writes the ids and the
+/// timestamps into a copy of the template and makes one `setsockopt`, where
+/// [`enable`] also asks the kernel for the socket's namespace, peer and hop
+/// limit. Build a new `Marker` if the socket's peer or hop limit changes.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    template: Vec<u8>,
+    /// Offset of the CLT option's trace id.
+    ids_at: Option<usize>,
+    /// Offsets of this node's timestamp seconds and fraction.
+    secs_at: Option<usize>,
+    frac_at: Option<usize>,
+}
+
+impl Marker {
+    pub fn new(
+        fd: &impl AsFd,
+        policy: &EncapPolicy,
+        opts: &EnableOptions,
+    ) -> Result<Marker, Error> {
+        let template = header(fd, policy, [0; 16], [0; 8], opts)?;
+        let h = clt_wire::HbhHeader::new_checked(&template[..])?;
+        let (mut ids_at, mut secs_at, mut frac_at) = (None, None, None);
+        for o in h.options_iter() {
+            let (at, o) = o?;
+            let data_at = 2 + at + 2;
+            match o.option_type() {
+                clt_wire::OptionType::Clt => ids_at = Some(data_at),
+                clt_wire::OptionType::Ioam => {
+                    let trace_at = data_at + 2;
+                    let t = clt_wire::TracePacket::new_checked(&template[trace_at..])?;
+                    let tt = t.trace_type();
+                    let filled = t.node_data().len() > usize::from(t.remaining_len()) * 4;
+                    if filled && opts.timestamps() {
+                        let mut off = trace_at + 8 + usize::from(t.remaining_len()) * 4;
+                        off += 4 * usize::from(tt.contains(TraceField::HopLimitNodeId));
+                        off += 4 * usize::from(tt.contains(TraceField::InterfaceIds));
+                        if tt.contains(TraceField::TimestampSecs) {
+                            secs_at = Some(off);
+                            off += 4;
+                        }
+                        if tt.contains(TraceField::TimestampFrac) {
+                            frac_at = Some(off);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Marker {
+            template,
+            ids_at,
+            secs_at,
+            frac_at,
+        })
+    }
+
+    /// The header for one request.
+    pub fn header(&self, trace_id: [u8; 16], span_id: [u8; 8], buf: &mut [u8]) -> usize {
+        let len = self.template.len().min(buf.len());
+        buf[..len].copy_from_slice(&self.template[..len]);
+        if let Some(at) = self.ids_at {
+            buf[at..at + 16].copy_from_slice(&trace_id);
+            buf[at + 16..at + 24].copy_from_slice(&span_id);
+        }
+        if self.secs_at.is_some() || self.frac_at.is_some() {
+            let d = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            if let Some(at) = self.secs_at {
+                buf[at..at + 4].copy_from_slice(&(d.as_secs() as u32).to_be_bytes());
+            }
+            if let Some(at) = self.frac_at {
+                buf[at..at + 4].copy_from_slice(&d.subsec_micros().to_be_bytes());
+            }
+        }
+        len
+    }
+
+    /// [`enable`] for one request on the socket the marker was built for.
+    pub fn enable(
+        &self,
+        fd: &impl AsFd,
+        trace_id: [u8; 16],
+        span_id: [u8; 8],
+    ) -> Result<(), Error> {
+        let mut buf = [0u8; 512];
+        let len = self.header(trace_id, span_id, &mut buf);
+        sys::set_hopopts(fd.as_fd(), &buf[..len]).map_err(|source| Error::Socket {
+            op: "setsockopt(IPV6_HOPOPTS)",
+            source,
+        })
+    }
+}
+
 /// Asks the kernel to hand the Hop-by-Hop header of each received datagram
 /// to [`recv_with_hopopts`] (`IPV6_RECVHOPOPTS`).
 pub fn receive_hopopts(fd: &impl AsFd) -> Result<(), Error> {

@@ -8,11 +8,13 @@
 //! does not know; IOAM disabled on B's ingress interface. C's own IOAM
 //! processing is switched off so that what C's socket receives is exactly
 //! what left B.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use clt_linux::socket::{self, EnableOptions};
-use clt_wire::node::{NO_SCHEMA, UNAVAILABLE_U32};
+use clt_wire::node::UNAVAILABLE_U32;
 use clt_wire::{
     FillOutcome, HbhHeader, HbhRepr, HopLimitNodeId, HopLimitNodeIdWide, InterfaceIds,
     InterfaceIdsWide, NodeRepr, OpaqueState, OptionType, TraceField, TracePacket, TraceType,
@@ -351,5 +353,34 @@ fn the_kernel_fills_as_clt_wire_predicts() {
     );
     rig.b.sysctl("net.ipv6.conf.eth0.ioam6_enabled", "1");
     rig.case("re-enabled", policy(&base, 123, t2, 24), Expect::Filled);
+
+    // A Marker (the per-socket fast path) writes the same header as
+    // `header` for the same ids.
+    let sock = rig.sender.take().unwrap();
+    let pol = policy(&base, 123, all, 2 * per_hop(all));
+    let (marker_bytes, header_bytes) = rig
+        .a
+        .run(move || {
+            let opts = EnableOptions {
+                no_timestamps: true,
+                ..Default::default()
+            };
+            let m = socket::Marker::new(&sock, &pol, &opts)?;
+            let mut buf = [0u8; 512];
+            let n = m.header([3; 16], [4; 8], &mut buf);
+            let plain = buf[..n].to_vec();
+            // With timestamps, the marker stamps the time of each request.
+            let timed = socket::Marker::new(&sock, &pol, &EnableOptions::default())?;
+            let n = timed.header([3; 16], [4; 8], &mut buf);
+            let hbh = HbhRepr::parse(&HbhHeader::new_checked(&buf[..n]).unwrap()).unwrap();
+            let a_entry = hbh.ioam_trace().unwrap().nodes().next().unwrap();
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+            let secs = a_entry.timestamp_secs.unwrap();
+            assert!(u64::from(secs).abs_diff(now.as_secs()) < 5, "{secs}");
+            assert!(a_entry.timestamp_frac.unwrap() < 1_000_000);
+            Ok((plain, socket::header(&sock, &pol, [3; 16], [4; 8], &opts)?))
+        })
+        .unwrap();
+    assert_eq!(marker_bytes, header_bytes);
     let _ = &rig.base;
 }

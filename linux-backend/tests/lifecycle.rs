@@ -1,5 +1,7 @@
 //! Apply, apply again, dry run, teardown, rollback of a failing step, and the
 //! CLI, on a node in its own network namespace.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! only through `clt-linux` from cltc plans. A UDP and a TCP request from A
 //! with CLT enabled arrive at C with B's entry filled and the ids intact,
 //! checked by clt-wire and by tshark's IOAM dissector.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Shared helpers of the kernel tests: namespaces with Drop guards, veth
 //! links, plans compiled from `.clt` text, a tshark capture and a pcap reader.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use clt_linux::{Insertion, Options, Report, netns, nl::Netlink, plan};
 use cltc::artifact::linux::LinuxPlan;
