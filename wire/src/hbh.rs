@@ -5,7 +5,7 @@ use crate::clt::CltRepr;
 use crate::ioam::{IoamBody, IoamRepr, TracePacket, TraceRepr, fill_node};
 use crate::ipv6::IpProtocol;
 use crate::node::NodeRepr;
-use crate::option::{Ipv6Option, OptionRepr, OptionType, OptionsIter};
+use crate::option::{CLT, IOAM, Ipv6Option, OptionRepr, OptionsIter, PAD1};
 use crate::trace_type::TraceType;
 use crate::{Error, Result, need};
 use arrayvec::ArrayVec;
@@ -179,7 +179,7 @@ impl<'a> HbhRepr<'a> {
         // agent's hot path.
         let mut at = 0usize;
         while let Some(&option_type) = area.get(at) {
-            if option_type == u8::from(OptionType::Pad1) {
+            if option_type == PAD1 {
                 at += 1;
                 continue;
             }
@@ -197,12 +197,12 @@ impl<'a> HbhRepr<'a> {
                     },
                 ));
             };
-            match OptionType::from(option_type) {
-                OptionType::Clt => {
+            match option_type {
+                CLT => {
                     let clt = CltRepr::parse(data)?;
                     repr.clt.get_or_insert(clt);
                 }
-                OptionType::Ioam => {
+                IOAM => {
                     let ioam = IoamRepr::parse(data)?;
                     if repr.trace.is_none() {
                         repr.trace = ioam.trace().copied();

@@ -7,7 +7,7 @@
 //! the filled entries, the most recent hop first. [`TraceRepr::nodes`] turns
 //! them around and yields them in path order, first hop first.
 
-use crate::node::{Layout, NodeRepr};
+use crate::node::{Layout, NodeEntry, NodeRepr};
 use crate::trace_type::TraceType;
 use crate::{Error, Result, be, enum_with_unknown, need};
 use std::fmt;
@@ -358,7 +358,13 @@ impl<'a> TraceRepr<'a> {
     /// a hand-built repr the iteration stops at the first malformed entry.
     #[inline]
     pub fn nodes(&self) -> Nodes<'a> {
-        Nodes::new(self.trace_type, self.filled())
+        Nodes(self.entries())
+    }
+
+    /// The same entries as zero-copy views: read only the fields you need.
+    #[inline]
+    pub fn entries(&self) -> Entries<'a> {
+        Entries::new(self.trace_type, self.filled())
     }
 
     /// The emitted length: trace header and node data.
@@ -424,12 +430,12 @@ impl fmt::Display for TraceRepr<'_> {
     }
 }
 
-/// The decoded entries of a trace in path order (see [`TraceRepr::nodes`]).
-/// Allocation-free: fixed-size entries are read back to front; with an
-/// opaque state snapshot (variable size) the entry starts are found in one
-/// forward pass into a fixed array.
+/// The entries of a trace in path order (see [`TraceRepr::entries`]), as
+/// zero-copy [`NodeEntry`] views. Allocation-free: fixed-size entries are
+/// read back to front; with an opaque state snapshot (variable size) the
+/// entry starts are found in one forward pass into a fixed array.
 #[derive(Debug, Clone)]
-pub struct Nodes<'a> {
+pub struct Entries<'a> {
     layout: Layout,
     filled: &'a [u8],
     /// Entry size when fixed; 0 when the starts are in `starts`.
@@ -442,11 +448,11 @@ pub struct Nodes<'a> {
     back: usize,
 }
 
-impl<'a> Nodes<'a> {
+impl<'a> Entries<'a> {
     #[inline]
-    fn new(trace_type: TraceType, filled: &'a [u8]) -> Nodes<'a> {
+    fn new(trace_type: TraceType, filled: &'a [u8]) -> Entries<'a> {
         let layout = Layout::new(trace_type);
-        let mut nodes = Nodes {
+        let mut entries = Entries {
             layout,
             filled,
             stride: 0,
@@ -458,56 +464,57 @@ impl<'a> Nodes<'a> {
         match layout.stride() {
             Some(0) => {}
             Some(stride) => {
-                nodes.stride = stride;
-                nodes.count = (filled.len() as u32 / stride as u32) as usize;
+                entries.stride = stride;
+                // 32-bit division: much cheaper than a 64-bit one.
+                entries.count = (filled.len() as u32 / stride as u32) as usize;
             }
             None => {
                 let mut at = 0usize;
-                while at < filled.len() && nodes.count < MAX_NODES && at <= usize::from(u8::MAX) {
-                    match NodeRepr::entry_len(trace_type, &filled[at..]) {
-                        Ok(len) => {
-                            nodes.starts[nodes.count] = at as u8;
-                            nodes.count += 1;
+                while at < filled.len() && entries.count < MAX_NODES && at <= usize::from(u8::MAX) {
+                    match layout.entry_len(&filled[at..]) {
+                        Some(len) => {
+                            entries.starts[entries.count] = at as u8;
+                            entries.count += 1;
                             at += len;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
             }
         }
-        nodes.back = nodes.count;
-        nodes
+        entries.back = entries.count;
+        entries
     }
 
     /// The entry at path-order position `pos` (0 = first hop): wire entry
     /// `count - 1 - pos`.
     #[inline(always)]
-    fn entry(&self, pos: usize) -> Option<NodeRepr<'a>> {
+    fn entry(&self, pos: usize) -> Option<NodeEntry<'a>> {
         let wire = self.count.checked_sub(pos + 1)?;
-        let entry = if self.stride > 0 {
-            self.filled.get(wire * self.stride..)?
+        let start = if self.stride > 0 {
+            wire * self.stride
         } else {
-            self.filled.get(usize::from(*self.starts.get(wire)?)..)?
+            usize::from(*self.starts.get(wire)?)
         };
-        self.layout.decode(entry).map(|(n, _)| n)
+        NodeEntry::with_layout(self.layout, self.filled.get(start..)?)
     }
 }
 
-impl<'a> Iterator for Nodes<'a> {
-    type Item = NodeRepr<'a>;
+impl<'a> Iterator for Entries<'a> {
+    type Item = NodeEntry<'a>;
 
     #[inline(always)]
-    fn next(&mut self) -> Option<NodeRepr<'a>> {
+    fn next(&mut self) -> Option<NodeEntry<'a>> {
         if self.front >= self.back {
             return None;
         }
-        let node = self.entry(self.front);
+        let entry = self.entry(self.front);
         self.front += 1;
-        if node.is_none() {
+        if entry.is_none() {
             // A malformed entry (hand-built repr): stop.
             self.front = self.back;
         }
-        node
+        entry
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -516,17 +523,42 @@ impl<'a> Iterator for Nodes<'a> {
     }
 }
 
-impl DoubleEndedIterator for Nodes<'_> {
+impl DoubleEndedIterator for Entries<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
         if self.front >= self.back {
             return None;
         }
         self.back -= 1;
-        let node = self.entry(self.back);
-        if node.is_none() {
+        let entry = self.entry(self.back);
+        if entry.is_none() {
             self.back = self.front;
         }
-        node
+        entry
+    }
+}
+
+impl ExactSizeIterator for Entries<'_> {}
+
+/// The entries of a trace in path order, decoded (see [`TraceRepr::nodes`]).
+#[derive(Debug, Clone)]
+pub struct Nodes<'a>(Entries<'a>);
+
+impl<'a> Iterator for Nodes<'a> {
+    type Item = NodeRepr<'a>;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<NodeRepr<'a>> {
+        self.0.next().map(|e| e.to_repr())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Nodes<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|e| e.to_repr())
     }
 }
 

@@ -43,7 +43,8 @@ pub use ioam::{
 };
 pub use ipv6::{IpProtocol, Ipv6Packet, Ipv6Repr, UpperLayer, upper_layer};
 pub use node::{
-    HopLimitNodeId, HopLimitNodeIdWide, InterfaceIds, InterfaceIdsWide, NodeRepr, OpaqueState,
+    HopLimitNodeId, HopLimitNodeIdWide, InterfaceIds, InterfaceIdsWide, NodeEntry, NodeRepr,
+    OpaqueState,
 };
 pub use option::{Ipv6Option, OptionRepr, OptionType, OptionsIter};
 pub use packet::{PacketRepr, Printer};

@@ -103,24 +103,74 @@ const fn bit(field: TraceField) -> u32 {
     field.mask()
 }
 
-/// What a trace type implies for every entry, computed once per trace.
-#[derive(Debug, Clone, Copy)]
+/// What a trace type implies for every entry, computed once per trace: where
+/// each field sits in an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Layout {
-    bits: u32,
-    /// `NodeLen * 4`.
-    fixed: usize,
+    /// Offsets of the fields of bits 0-11 ([`ABSENT`] when not in the trace
+    /// type); the wide fields take 8 bytes from their offset.
+    offsets: [u8; 12],
+    /// Offset of the undefined fields (bits 12-21), which end at `fixed`.
+    undefined: u8,
+    /// `NodeLen * 4` (at most 100).
+    fixed: u8,
+    /// Bit 22: a snapshot follows the fixed part.
     opaque: bool,
 }
 
-/// Takes the next 4 bytes off the front of a cursor.
-#[inline(always)]
-fn take(cur: &mut &[u8]) -> u32 {
-    match cur.split_first_chunk::<4>() {
-        Some((w, rest)) => {
-            *cur = rest;
-            u32::from_be_bytes(*w)
+const ABSENT: u8 = u8::MAX;
+
+/// For every value of trace-type bits 0-7: the offset of each of those
+/// fields (4 bytes each) and, last, their total length.
+static SHORT_OFFSETS: [[u8; 9]; 256] = {
+    let mut table = [[ABSENT; 9]; 256];
+    let mut bits = 0;
+    while bits < 256 {
+        let mut at = 0u8;
+        let mut i = 0;
+        while i < 8 {
+            if bits & (0x80 >> i) != 0 {
+                table[bits][i] = at;
+                at += 4;
+            }
+            i += 1;
         }
-        // Unreachable: `decode` checked the fixed length first.
+        table[bits][8] = at;
+        bits += 1;
+    }
+    table
+};
+
+/// For every value of trace-type bits 8-11: the offset of each of those
+/// fields after the short ones (8, 8, 8 and 4 bytes) and their total length.
+static WIDE_OFFSETS: [[u8; 5]; 16] = {
+    let mut table = [[ABSENT; 5]; 16];
+    let mut bits = 0;
+    while bits < 16 {
+        let mut at = 0u8;
+        let mut i = 0;
+        while i < 4 {
+            if bits & (0x8 >> i) != 0 {
+                table[bits][i] = at;
+                at += if i < 3 { 8 } else { 4 };
+            }
+            i += 1;
+        }
+        table[bits][4] = at;
+        bits += 1;
+    }
+    table
+};
+
+/// Reads the big-endian word at `at`; 0 if out of range (never, once the
+/// fixed part's length is checked).
+#[inline(always)]
+fn word(entry: &[u8], at: u8) -> u32 {
+    match entry
+        .get(usize::from(at)..)
+        .and_then(|s| s.first_chunk::<4>())
+    {
+        Some(w) => u32::from_be_bytes(*w),
         None => 0,
     }
 }
@@ -128,10 +178,27 @@ fn take(cur: &mut &[u8]) -> u32 {
 impl Layout {
     #[inline]
     pub(crate) fn new(trace_type: TraceType) -> Layout {
+        // Two table lookups instead of a loop over the bits: this runs once
+        // per trace on the agent's hot path.
+        let t = trace_type.bits();
+        let short = &SHORT_OFFSETS[(t >> 16) as usize & 0xff];
+        let wide = &WIDE_OFFSETS[(t >> 12) as usize & 0xf];
+        let mut offsets = [ABSENT; 12];
+        offsets[..8].copy_from_slice(&short[..8]);
+        for (offset, w) in offsets[8..].iter_mut().zip(&wide[..4]) {
+            // ABSENT (255) stays ABSENT.
+            *offset = w.saturating_add(short[8]);
+        }
+        let at = short[8] + wide[4];
+        let undefined = match t & TraceType::UNDEFINED {
+            0 => 0,
+            u => u.count_ones() as u8 * 4,
+        };
         Layout {
-            bits: trace_type.bits(),
-            fixed: usize::from(trace_type.node_len()) * 4,
-            opaque: trace_type.has_opaque_state(),
+            offsets,
+            undefined: at,
+            fixed: at + undefined,
+            opaque: t & bit(TraceField::OpaqueState) != 0,
         }
     }
 
@@ -139,104 +206,190 @@ impl Layout {
     /// (every entry has this length).
     #[inline]
     pub(crate) fn stride(&self) -> Option<usize> {
-        (!self.opaque).then_some(self.fixed)
+        (!self.opaque).then_some(usize::from(self.fixed))
     }
 
-    /// Decodes the entry at the start of `entry`; `None` if it is short.
+    /// The length of the entry at the start of `bytes`; `None` if short.
     #[inline(always)]
-    pub(crate) fn decode<'a>(&self, entry: &'a [u8]) -> Option<(NodeRepr<'a>, usize)> {
-        let t = self.bits;
-        let (fixed, rest) = entry.split_at_checked(self.fixed)?;
-        let mut cur = fixed;
-        let c = &mut cur;
-        let mut node = NodeRepr {
-            hop_limit_node_id: None,
-            interface_ids: None,
-            timestamp_secs: None,
-            timestamp_frac: None,
-            transit_delay: None,
-            namespace_data: None,
-            queue_depth: None,
-            checksum_complement: None,
-            hop_limit_node_id_wide: None,
-            interface_ids_wide: None,
-            namespace_data_wide: None,
-            buffer_occupancy: None,
-            undefined: &[],
-            opaque_state: None,
+    pub(crate) fn entry_len(&self, bytes: &[u8]) -> Option<usize> {
+        let fixed = usize::from(self.fixed);
+        let len = if self.opaque {
+            fixed + 4 + usize::from(*bytes.get(fixed)?) * 4
+        } else {
+            fixed
         };
-        if t & bit(TraceField::HopLimitNodeId) != 0 {
-            let w = take(c);
-            node.hop_limit_node_id = Some(HopLimitNodeId {
-                hop_limit: (w >> 24) as u8,
-                node_id: w & 0x00ff_ffff,
-            });
+        (len <= bytes.len()).then_some(len)
+    }
+}
+
+/// A zero-copy view of one node's entry, read through its trace type. Every
+/// accessor is in bounds (the constructor checked the entry's length) and
+/// returns `None` exactly when the trace type does not have the field; this
+/// is the cheapest way to read a few fields of many nodes.
+/// [`to_repr`](Self::to_repr) decodes them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeEntry<'a> {
+    layout: Layout,
+    /// Exactly the entry: fixed part, then the snapshot.
+    bytes: &'a [u8],
+}
+
+impl<'a> NodeEntry<'a> {
+    /// The entry at the start of `bytes` for `trace_type`.
+    pub fn new(trace_type: TraceType, bytes: &'a [u8]) -> Result<NodeEntry<'a>> {
+        let len = NodeRepr::entry_len(trace_type, bytes)?;
+        Ok(NodeEntry {
+            layout: Layout::new(trace_type),
+            bytes: &bytes[..len],
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn with_layout(layout: Layout, bytes: &'a [u8]) -> Option<NodeEntry<'a>> {
+        let len = layout.entry_len(bytes)?;
+        Some(NodeEntry {
+            layout,
+            bytes: bytes.get(..len)?,
+        })
+    }
+
+    /// The entry's bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    #[inline(always)]
+    fn short(&self, i: usize) -> Option<u32> {
+        match self.layout.offsets[i] {
+            ABSENT => None,
+            at => Some(word(self.bytes, at)),
         }
-        if t & bit(TraceField::InterfaceIds) != 0 {
-            let w = take(c);
-            node.interface_ids = Some(InterfaceIds {
-                ingress: (w >> 16) as u16,
-                egress: w as u16,
-            });
-        }
-        if t & 0x3f_0000 != 0 {
-            // Bits 2-7: six plain 4-byte fields.
-            if t & bit(TraceField::TimestampSecs) != 0 {
-                node.timestamp_secs = Some(take(c));
-            }
-            if t & bit(TraceField::TimestampFrac) != 0 {
-                node.timestamp_frac = Some(take(c));
-            }
-            if t & bit(TraceField::TransitDelay) != 0 {
-                node.transit_delay = Some(take(c));
-            }
-            if t & bit(TraceField::NamespaceData) != 0 {
-                node.namespace_data = Some(take(c));
-            }
-            if t & bit(TraceField::QueueDepth) != 0 {
-                node.queue_depth = Some(take(c));
-            }
-            if t & bit(TraceField::ChecksumComplement) != 0 {
-                node.checksum_complement = Some(take(c));
-            }
-        }
-        if t & 0x00_fffe != 0 {
-            // Bits 8-22: the wide fields, buffer occupancy, undefined fields
-            // and the snapshot.
-            if t & bit(TraceField::HopLimitNodeIdWide) != 0 {
-                let w = (u64::from(take(c)) << 32) | u64::from(take(c));
-                node.hop_limit_node_id_wide = Some(HopLimitNodeIdWide {
-                    hop_limit: (w >> 56) as u8,
-                    node_id: w & 0x00ff_ffff_ffff_ffff,
-                });
-            }
-            if t & bit(TraceField::InterfaceIdsWide) != 0 {
-                node.interface_ids_wide = Some(InterfaceIdsWide {
-                    ingress: take(c),
-                    egress: take(c),
-                });
-            }
-            if t & bit(TraceField::NamespaceDataWide) != 0 {
-                node.namespace_data_wide = Some((u64::from(take(c)) << 32) | u64::from(take(c)));
-            }
-            if t & bit(TraceField::BufferOccupancy) != 0 {
-                node.buffer_occupancy = Some(take(c));
-            }
-            // What is left of the fixed part is the undefined fields.
-            node.undefined = cur;
-            if self.opaque {
-                let (header, rest) = rest.split_first_chunk::<4>()?;
-                let header = u32::from_be_bytes(*header);
-                let len = (header >> 24) as usize * 4;
-                let data = rest.get(..len)?;
-                node.opaque_state = Some(OpaqueState {
-                    schema_id: header & 0x00ff_ffff,
-                    data,
-                });
-                return Some((node, self.fixed + 4 + len));
+    }
+
+    #[inline(always)]
+    fn long(&self, i: usize) -> Option<u64> {
+        match self.layout.offsets[i] {
+            ABSENT => None,
+            at => {
+                Some((u64::from(word(self.bytes, at)) << 32) | u64::from(word(self.bytes, at + 4)))
             }
         }
-        Some((node, self.fixed))
+    }
+
+    #[inline(always)]
+    pub fn hop_limit_node_id(&self) -> Option<HopLimitNodeId> {
+        self.short(0).map(|w| HopLimitNodeId {
+            hop_limit: (w >> 24) as u8,
+            node_id: w & 0x00ff_ffff,
+        })
+    }
+
+    #[inline(always)]
+    pub fn interface_ids(&self) -> Option<InterfaceIds> {
+        self.short(1).map(|w| InterfaceIds {
+            ingress: (w >> 16) as u16,
+            egress: w as u16,
+        })
+    }
+
+    #[inline(always)]
+    pub fn timestamp_secs(&self) -> Option<u32> {
+        self.short(2)
+    }
+
+    #[inline(always)]
+    pub fn timestamp_frac(&self) -> Option<u32> {
+        self.short(3)
+    }
+
+    #[inline(always)]
+    pub fn transit_delay(&self) -> Option<u32> {
+        self.short(4)
+    }
+
+    #[inline(always)]
+    pub fn namespace_data(&self) -> Option<u32> {
+        self.short(5)
+    }
+
+    #[inline(always)]
+    pub fn queue_depth(&self) -> Option<u32> {
+        self.short(6)
+    }
+
+    #[inline(always)]
+    pub fn checksum_complement(&self) -> Option<u32> {
+        self.short(7)
+    }
+
+    #[inline(always)]
+    pub fn hop_limit_node_id_wide(&self) -> Option<HopLimitNodeIdWide> {
+        self.long(8).map(|w| HopLimitNodeIdWide {
+            hop_limit: (w >> 56) as u8,
+            node_id: w & 0x00ff_ffff_ffff_ffff,
+        })
+    }
+
+    #[inline(always)]
+    pub fn interface_ids_wide(&self) -> Option<InterfaceIdsWide> {
+        self.long(9).map(|w| InterfaceIdsWide {
+            ingress: (w >> 32) as u32,
+            egress: w as u32,
+        })
+    }
+
+    #[inline(always)]
+    pub fn namespace_data_wide(&self) -> Option<u64> {
+        self.long(10)
+    }
+
+    #[inline(always)]
+    pub fn buffer_occupancy(&self) -> Option<u32> {
+        self.short(11)
+    }
+
+    /// The values of the undefined bits 12-21 that are set, 4 bytes each.
+    #[inline(always)]
+    pub fn undefined(&self) -> &'a [u8] {
+        self.bytes
+            .get(usize::from(self.layout.undefined)..usize::from(self.layout.fixed))
+            .unwrap_or(&[])
+    }
+
+    #[inline(always)]
+    pub fn opaque_state(&self) -> Option<OpaqueState<'a>> {
+        if !self.layout.opaque {
+            return None;
+        }
+        let (header, data) = self
+            .bytes
+            .get(usize::from(self.layout.fixed)..)?
+            .split_first_chunk::<4>()?;
+        Some(OpaqueState {
+            schema_id: u32::from_be_bytes(*header) & 0x00ff_ffff,
+            data,
+        })
+    }
+
+    /// Every field, decoded.
+    #[inline(always)]
+    pub fn to_repr(&self) -> NodeRepr<'a> {
+        NodeRepr {
+            hop_limit_node_id: self.hop_limit_node_id(),
+            interface_ids: self.interface_ids(),
+            timestamp_secs: self.timestamp_secs(),
+            timestamp_frac: self.timestamp_frac(),
+            transit_delay: self.transit_delay(),
+            namespace_data: self.namespace_data(),
+            queue_depth: self.queue_depth(),
+            checksum_complement: self.checksum_complement(),
+            hop_limit_node_id_wide: self.hop_limit_node_id_wide(),
+            interface_ids_wide: self.interface_ids_wide(),
+            namespace_data_wide: self.namespace_data_wide(),
+            buffer_occupancy: self.buffer_occupancy(),
+            undefined: self.undefined(),
+            opaque_state: self.opaque_state(),
+        }
     }
 }
 
@@ -245,15 +398,8 @@ impl<'a> NodeRepr<'a> {
     /// and its length (`NodeLen * 4`, plus the opaque state snapshot).
     #[inline]
     pub fn parse(trace_type: TraceType, entry: &'a [u8]) -> Result<(NodeRepr<'a>, usize)> {
-        match Layout::new(trace_type).decode(entry) {
-            Some(parsed) => Ok(parsed),
-            // Only a short entry fails: say what was missing.
-            None => Err(Self::entry_len(trace_type, entry)
-                .err()
-                .unwrap_or(Error::PartialNode {
-                    filled: entry.len(),
-                })),
-        }
+        let entry = NodeEntry::new(trace_type, entry)?;
+        Ok((entry.to_repr(), entry.as_bytes().len()))
     }
 
     /// The length of the entry at the start of `entry` without decoding it:

@@ -6,6 +6,12 @@ use crate::ioam::IoamRepr;
 use crate::{Error, Result, enum_with_unknown, need};
 use std::fmt;
 
+/// Raw option type values, for `match` on the hot path (a test checks
+/// they agree with [`OptionType`]).
+pub(crate) const PAD1: u8 = 0x00;
+pub(crate) const CLT: u8 = 0x1e;
+pub(crate) const IOAM: u8 = 0x31;
+
 enum_with_unknown! {
     /// An IPv6 option type.
     pub enum OptionType(u8) {
@@ -321,6 +327,13 @@ impl fmt::Display for OptionRepr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_values_agree_with_the_enum() {
+        assert_eq!(OptionType::from(PAD1), OptionType::Pad1);
+        assert_eq!(OptionType::from(CLT), OptionType::Clt);
+        assert_eq!(OptionType::from(IOAM), OptionType::Ioam);
+    }
 
     #[test]
     fn option_type_bits() {

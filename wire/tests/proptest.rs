@@ -326,8 +326,21 @@ proptest! {
         prop_assert_eq!(parsed, repr);
         if data.len() == trace.free.len() + path.iter().map(|n| n.buffer_len(trace.trace_type)).sum::<usize>() {
             let nodes: Vec<_> = parsed.nodes().collect();
-            prop_assert_eq!(nodes, path.clone());
+            prop_assert_eq!(&nodes, &path);
+            // The views read the same values, field by field.
+            let views: Vec<_> = parsed.entries().collect();
+            prop_assert_eq!(views.len(), nodes.len());
+            for (view, node) in views.iter().zip(&nodes) {
+                prop_assert_eq!(view.hop_limit_node_id(), node.hop_limit_node_id);
+                prop_assert_eq!(view.interface_ids(), node.interface_ids);
+                prop_assert_eq!(view.queue_depth(), node.queue_depth);
+                prop_assert_eq!(view.hop_limit_node_id_wide(), node.hop_limit_node_id_wide);
+                prop_assert_eq!(view.namespace_data_wide(), node.namespace_data_wide);
+                prop_assert_eq!(view.opaque_state(), node.opaque_state);
+                prop_assert_eq!(&view.to_repr(), node);
+            }
         }
+
 
         let options = options_of(&opts, &repr);
         let hbh = HbhRepr::new(IpProtocol::from(next_header), &options);

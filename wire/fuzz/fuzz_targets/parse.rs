@@ -35,6 +35,9 @@ fuzz_target!(|data: &[u8]| {
             let mut backward: Vec<_> = repr.nodes().rev().collect();
             backward.reverse();
             assert_eq!(forward, backward);
+            let views: Vec<_> = repr.entries().map(|e| e.to_repr()).collect();
+            assert_eq!(forward, views);
+            assert_eq!(forward.len(), repr.check_entries().unwrap_or(usize::MAX));
         }
         let mut copy = data.to_vec();
         let mut view = TracePacket::new_unchecked(&mut copy[..]);
