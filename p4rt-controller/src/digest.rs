@@ -303,3 +303,76 @@ pub fn to_ioam_node(n: &NodeRepr<'_>) -> IoamNode {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(members: &[(Role, u32)]) -> DigestLayout {
+        DigestLayout {
+            digest_id: 1,
+            name: "d".into(),
+            members: members.to_vec(),
+        }
+    }
+
+    fn data(values: &[&[u8]]) -> p4::P4Data {
+        p4::P4Data {
+            data: Some(p4::p4_data::Data::Struct(p4::P4StructLike {
+                members: values
+                    .iter()
+                    .map(|v| p4::P4Data {
+                        data: Some(p4::p4_data::Data::Bitstring(v.to_vec())),
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    const BASIC: [(Role, u32); 4] = [
+        (Role::Namespace, 16),
+        (Role::TraceType, 24),
+        (Role::RemLen, 7),
+        (Role::NodeData, 64),
+    ];
+
+    #[test]
+    fn shortest_form_values_are_padded_back_to_their_width() {
+        // One entry of trace type 0x800000 (hop limit + node id) in the last
+        // 4 of 8 bytes; the leading zero bytes arrive stripped.
+        let d = layout(&BASIC)
+            .decode(&data(&[&[0x01], &[0x80, 0, 0], &[1], &[0x3f, 0, 0, 5]]))
+            .unwrap();
+        assert_eq!(d.trace.namespace_id, 1);
+        assert_eq!(d.trace.nodes.len(), 1);
+        assert_eq!((d.trace.nodes[0].hop_limit, d.trace.nodes[0].id), (0x3f, 5));
+    }
+
+    #[test]
+    fn malformed_digests_are_errors_not_panics() {
+        let l = layout(&BASIC);
+        let cases: Vec<p4::P4Data> = vec![
+            p4::P4Data::default(),
+            data(&[&[1], &[0x80, 0, 0], &[1]]), // member count
+            data(&[&[1], &[0x80, 0, 0], &[3], &[1, 2, 3, 4]]), // rem_len past the data
+            data(&[&[1], &[0x80, 0, 0], &[0], &[1, 2, 3, 4, 5, 6, 7, 8, 9]]), // wider than 64 bits
+            data(&[&[1, 2, 3], &[0x80, 0, 0], &[0], &[1]]), // namespace wider than 16 bits
+            data(&[&[1], &[0x00, 0x00, 0x02], &[0], &[0xff; 8]]), // opaque state past the end
+        ];
+        for (i, c) in cases.iter().enumerate() {
+            assert!(
+                matches!(l.decode(c), Err(Error::Digest(_))),
+                "case {i}: {:?}",
+                l.decode(c)
+            );
+        }
+    }
+
+    #[test]
+    fn member_names_map_to_roles() {
+        assert_eq!(role_of("namespace_id"), Role::Namespace);
+        assert_eq!(role_of("hdr.trace_type"), Role::TraceType);
+        assert_eq!(role_of("has_context"), Role::Ignored);
+        assert_eq!(role_of("NODE_DATA"), Role::NodeData);
+    }
+}

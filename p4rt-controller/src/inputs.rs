@@ -202,3 +202,122 @@ impl DeviceInputs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P4INFO: &str = r#"
+# a comment
+pkg_info { arch: "v1model" }
+tables {
+  preamble { id: 33554433 name: "ingress.t" alias: "t" }
+  match_fields { id: 1 name: "dst" bitwidth: 128 match_type: LPM }
+  action_refs { id: 16777217 }
+  size: 1024
+}
+actions {
+  preamble { id: 16777217 name: "ingress.fwd" alias: "fwd" }
+  params { id: 1 name: "port" bitwidth: 9 }
+}
+"#;
+
+    const ENTRIES: &str = r#"
+device_id: 1
+updates {
+  type: INSERT
+  entity {
+    table_entry {
+      table_id: 33554433
+      match { field_id: 1 lpm { value: "\x20\x01\x0d\xb8" prefix_len: 32 } }
+      action { action { action_id: 16777217 params { param_id: 1 value: "\x01" } } }
+    }
+  }
+}
+updates {
+  type: INSERT
+  entity { digest_entry { digest_id: 385875969 config { max_list_size: 1 } } }
+}
+"#;
+
+    #[test]
+    fn text_format_parses_into_the_prost_types() {
+        let info = parse_p4info(P4INFO, "p4info").unwrap();
+        assert_eq!(info.pkg_info.unwrap().arch, "v1model");
+        assert_eq!(info.tables[0].match_fields[0].bitwidth, 128);
+        let entries = parse_entries(ENTRIES, "entries").unwrap();
+        assert_eq!(entries.tables.len(), 1);
+        let Some(p4::field_match::FieldMatchType::Lpm(lpm)) =
+            &entries.tables[0].r#match[0].field_match_type
+        else {
+            panic!("not lpm")
+        };
+        assert_eq!(
+            (lpm.value.as_slice(), lpm.prefix_len),
+            (&[0x20, 0x01, 0x0d, 0xb8][..], 32)
+        );
+        assert_eq!(entries.digests[0].config.unwrap().max_list_size, 1);
+        // And back: the printer writes what the parser reads.
+        let text = to_text(
+            "p4.config.v1.P4Info",
+            &parse_p4info(P4INFO, "p4info").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_p4info(&text, "again").unwrap(),
+            parse_p4info(P4INFO, "p4info").unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_text_is_a_clear_error() {
+        let err = parse_p4info("tables { preamble { id: \"x\" } }", "r1/p4info.txtpb").unwrap_err();
+        assert!(matches!(err, Error::TextFormat { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("r1/p4info.txtpb: invalid text format"),
+            "{err}"
+        );
+        let err = parse_p4info("no_such_field: 1", "f")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no_such_field"), "{err}");
+    }
+
+    #[test]
+    fn entries_describe_a_state_only() {
+        let err =
+            parse_entries(&ENTRIES.replacen("type: INSERT", "type: DELETE", 1), "e").unwrap_err();
+        assert!(err.to_string().contains("only INSERT"), "{err}");
+        let err = parse_entries(
+            "updates { type: INSERT entity { counter_entry { counter_id: 1 } } }",
+            "e",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unsupported entity"), "{err}");
+    }
+
+    #[test]
+    fn the_cookie_covers_program_p4info_and_device_config() {
+        let info = parse_p4info(P4INFO, "p4info").unwrap();
+        let base = cookie(b"prog", &info, b"json");
+        assert_eq!(base, cookie(b"prog", &info, b"json"));
+        assert_ne!(base, cookie(b"prog2", &info, b"json"));
+        assert_ne!(base, cookie(b"prog", &info, b"json2"));
+        assert_ne!(base, cookie(b"prog", &cfg::P4Info::default(), b"json"));
+        // Length prefixes: moving a byte between parts changes the cookie.
+        assert_ne!(cookie(b"ab", &info, b"c"), cookie(b"a", &info, b"bc"));
+    }
+
+    #[test]
+    fn missing_files_name_the_path() {
+        let paths = InputPaths {
+            p4info: "/nonexistent/p4info.txtpb".into(),
+            entries: "/nonexistent/entries.txtpb".into(),
+            device_config: "/nonexistent/program.json".into(),
+            program: None,
+        };
+        let err = DeviceInputs::load(&paths).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/p4info.txtpb"), "{err}");
+    }
+}

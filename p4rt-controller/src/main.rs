@@ -76,7 +76,7 @@ fn init_logs(json: bool) {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config> {
+fn load(path: &std::path::Path) -> Result<Config> {
     Config::load(path).with_context(|| format!("loading {}", path.display()))
 }
 

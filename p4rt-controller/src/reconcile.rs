@@ -154,33 +154,150 @@ fn key_only(e: p4::TableEntry) -> p4::TableEntry {
 /// default entries read explicitly), `desired` the compiled entries.
 pub fn diff(installed: &[p4::TableEntry], desired: &[p4::TableEntry]) -> Plan {
     let mut plan = Plan::default();
-    let have: HashMap<EntryKey, &p4::TableEntry> =
-        installed.iter().map(|e| (EntryKey::of(e), e)).collect();
-    // The first of entries with the same key wins; visit in compiled order.
-    let mut first: HashMap<EntryKey, usize> = HashMap::new();
-    for (i, e) in desired.iter().enumerate() {
-        first.entry(EntryKey::of(e)).or_insert(i);
-    }
-    plan.duplicates = desired.len() - first.len();
-    let mut order: Vec<(usize, EntryKey)> = first.into_iter().map(|(k, i)| (i, k)).collect();
-    order.sort_by_key(|(i, _)| *i);
-    for (i, key) in &order {
-        let entry = &desired[*i];
-        match have.get(key) {
+    // Each key is computed once: keys allocate, and this runs on every
+    // reconcile of every device.
+    let installed_keys: Vec<EntryKey> = installed.iter().map(EntryKey::of).collect();
+    let have: HashMap<&EntryKey, &p4::TableEntry> = installed_keys.iter().zip(installed).collect();
+    let mut wanted: HashSet<EntryKey> = HashSet::with_capacity(desired.len());
+    for entry in desired {
+        let key = EntryKey::of(entry);
+        // The first of entries with the same key wins.
+        if wanted.contains(&key) {
+            plan.duplicates += 1;
+            continue;
+        }
+        match have.get(&key) {
             Some(installed) if action_of(installed) == action_of(entry) => plan.unchanged += 1,
             Some(_) => plan.modify.push(entry.clone()),
             None if entry.is_default_action => plan.modify.push(entry.clone()),
             None => plan.insert.push(entry.clone()),
         }
+        wanted.insert(key);
     }
-    let wanted: HashSet<&EntryKey> = order.iter().map(|(_, k)| k).collect();
-    for e in installed {
-        if e.is_default_action || e.r#const {
-            continue;
-        }
-        if !wanted.contains(&EntryKey::of(e)) {
+    for (e, key) in installed.iter().zip(&installed_keys) {
+        if !e.is_default_action && !e.r#const && !wanted.contains(key) {
             plan.delete.push(e.clone());
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p4::field_match::Lpm;
+
+    fn entry(prefix: &[u8], len: i32, port: &[u8]) -> p4::TableEntry {
+        p4::TableEntry {
+            table_id: 7,
+            r#match: vec![p4::FieldMatch {
+                field_id: 1,
+                field_match_type: Some(FieldMatchType::Lpm(Lpm {
+                    value: prefix.to_vec(),
+                    prefix_len: len,
+                })),
+            }],
+            action: Some(p4::TableAction {
+                r#type: Some(p4::table_action::Type::Action(p4::Action {
+                    action_id: 3,
+                    params: vec![p4::action::Param {
+                        param_id: 1,
+                        value: port.to_vec(),
+                    }],
+                })),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn values_compare_in_canonical_form() {
+        // A server returns canonical bytestrings; a compiler may pad.
+        let padded = entry(&[0, 0, 0x20, 0x01], 16, &[0, 1]);
+        let canonical = entry(&[0x20, 0x01], 16, &[1]);
+        assert_eq!(EntryKey::of(&padded), EntryKey::of(&canonical));
+        let plan = diff(&[canonical], &[padded]);
+        assert_eq!((plan.len(), plan.unchanged), (0, 1));
+    }
+
+    #[test]
+    fn match_order_does_not_matter_but_priority_does() {
+        let mut a = entry(&[1], 8, &[1]);
+        a.r#match.push(p4::FieldMatch {
+            field_id: 2,
+            field_match_type: Some(FieldMatchType::Exact(p4::field_match::Exact {
+                value: vec![6],
+            })),
+        });
+        let mut b = a.clone();
+        b.r#match.reverse();
+        assert_eq!(EntryKey::of(&a), EntryKey::of(&b));
+        b.priority = 10;
+        assert_ne!(EntryKey::of(&a), EntryKey::of(&b));
+    }
+
+    #[test]
+    fn plan_deletes_modifies_and_inserts_in_that_order() {
+        let installed = [
+            entry(&[1], 8, &[1]),
+            entry(&[2], 8, &[1]),
+            entry(&[3], 8, &[1]),
+        ];
+        let desired = [
+            entry(&[1], 8, &[1]), // unchanged
+            entry(&[2], 8, &[2]), // new port
+            entry(&[4], 8, &[1]), // new
+            entry(&[4], 8, &[9]), // duplicate key: the first wins
+        ];
+        let plan = diff(&installed, &desired);
+        assert_eq!((plan.unchanged, plan.duplicates), (1, 1));
+        assert_eq!(plan.delete, vec![installed[2].clone()]);
+        assert_eq!(plan.modify, vec![desired[1].clone()]);
+        assert_eq!(plan.insert, vec![desired[2].clone()]);
+        let types: Vec<i32> = plan.into_updates().iter().map(|u| u.r#type).collect();
+        use p4::update::Type;
+        assert_eq!(
+            types,
+            vec![
+                Type::Delete as i32,
+                Type::Modify as i32,
+                Type::Insert as i32
+            ]
+        );
+    }
+
+    #[test]
+    fn const_and_default_entries_are_never_deleted() {
+        let mut c = entry(&[1], 8, &[1]);
+        c.r#const = true;
+        let mut d = p4::TableEntry {
+            table_id: 7,
+            is_default_action: true,
+            ..Default::default()
+        };
+        let plan = diff(&[c, d.clone()], &[]);
+        assert!(plan.is_empty());
+        // A desired default entry that differs is a MODIFY, never an INSERT.
+        d.action = entry(&[1], 8, &[5]).action;
+        let plan = diff(&[], &[d.clone()]);
+        assert_eq!((plan.modify.len(), plan.insert.len()), (1, 0));
+    }
+
+    #[test]
+    fn deletions_carry_only_the_key() {
+        let mut e = entry(&[1], 8, &[1]);
+        e.metadata = b"cookie".to_vec();
+        e.idle_timeout_ns = 5;
+        let updates = diff(&[e.clone()], &[]).into_updates();
+        let Some(p4::entity::Entity::TableEntry(t)) =
+            updates[0].entity.as_ref().and_then(|e| e.entity.clone())
+        else {
+            panic!("not a table entry")
+        };
+        assert_eq!(
+            (t.table_id, t.r#match.clone(), t.action.clone()),
+            (7, e.r#match, None)
+        );
+        assert!(t.metadata.is_empty());
+    }
 }

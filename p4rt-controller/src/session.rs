@@ -202,9 +202,12 @@ impl Session {
                             tracing::info!(device_id, mastership = ?m, "arbitration update");
                             m_tx.send_replace(m);
                         }
+                        // Never wait here: arbitration updates share this
+                        // stream. A list not queued is not acknowledged, so
+                        // the switch sends it again after its ack timeout.
                         Some(p4::stream_message_response::Update::Digest(list)) => {
-                            if d_tx.send(list).await.is_err() {
-                                tracing::debug!(device_id, "digest list dropped: no receiver");
+                            if let Err(e) = d_tx.try_send(list) {
+                                tracing::warn!(device_id, error = %e, "digest list not queued, left unacknowledged");
                             }
                         }
                         Some(p4::stream_message_response::Update::Error(e)) => {

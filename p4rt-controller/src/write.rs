@@ -116,3 +116,89 @@ pub fn describe_failures(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::p4::config::v1 as cfg;
+
+    fn info() -> P4InfoIndex {
+        P4InfoIndex::new(cfg::P4Info {
+            tables: vec![cfg::Table {
+                preamble: Some(cfg::Preamble {
+                    id: 5,
+                    name: "ingress.port_map".into(),
+                    ..Default::default()
+                }),
+                match_fields: vec![cfg::MatchField {
+                    id: 1,
+                    name: "port".into(),
+                    bitwidth: 9,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn update(port: u8) -> p4::Update {
+        p4::Update {
+            r#type: p4::update::Type::Insert as i32,
+            entity: Some(p4::Entity {
+                entity: Some(p4::entity::Entity::TableEntry(p4::TableEntry {
+                    table_id: 5,
+                    r#match: vec![p4::FieldMatch {
+                        field_id: 1,
+                        field_match_type: Some(p4::field_match::FieldMatchType::Exact(
+                            p4::field_match::Exact { value: vec![port] },
+                        )),
+                    }],
+                    ..Default::default()
+                })),
+            }),
+        }
+    }
+
+    #[test]
+    fn per_update_errors_round_trip_through_status_details() {
+        let errors = [
+            p4::Error::default(),
+            p4::Error {
+                canonical_code: tonic::Code::AlreadyExists as i32,
+                message: "exists".into(),
+                ..Default::default()
+            },
+        ];
+        let status = status_with_errors(tonic::Code::Unknown, "batch failed", &errors);
+        assert_eq!(per_update_errors(&status).unwrap(), errors);
+        let named = describe_failures(&info(), &[update(1), update(2)], &status);
+        assert_eq!(named.len(), 1);
+        assert_eq!(named[0].entry, "ingress.port_map[port=2]");
+        assert_eq!(named[0].code, tonic::Code::AlreadyExists);
+        assert_eq!(
+            named[0].to_string(),
+            "INSERT ingress.port_map[port=2]: AlreadyExists: exists"
+        );
+    }
+
+    #[test]
+    fn a_status_without_details_fails_every_update_of_the_batch() {
+        let status = tonic::Status::unavailable("switch gone");
+        assert!(per_update_errors(&status).is_none());
+        let named = describe_failures(&info(), &[update(1), update(2)], &status);
+        assert_eq!(named.len(), 2);
+        assert!(
+            named
+                .iter()
+                .all(|e| e.code == tonic::Code::Unavailable && e.message == "switch gone")
+        );
+    }
+
+    #[test]
+    fn garbage_details_are_not_trusted() {
+        let status =
+            tonic::Status::with_details(tonic::Code::Unknown, "x", vec![0xff, 0xff, 0xff].into());
+        assert!(per_update_errors(&status).is_none());
+    }
+}

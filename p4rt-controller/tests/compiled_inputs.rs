@@ -2,6 +2,7 @@
 //! nodes parse (text-format P4Info and entries), every entry names objects
 //! of its P4Info, every IOAM digest is decodable, and a compiled node
 //! installs on the in-process switch and then reconciles to nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

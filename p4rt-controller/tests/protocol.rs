@@ -1,6 +1,7 @@
 //! The controller's P4Runtime protocol logic against an in-process,
 //! scripted P4Runtime server (see `common/mod.rs`). The same flows against
 //! bmv2's simple_switch_grpc live in bmv2-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -55,12 +56,11 @@ fn update(ty: p4::update::Type, e: p4::TableEntry) -> p4::Update {
 
 async fn wait_mastership(s: &Session, want: impl Fn(&Mastership) -> bool) -> Mastership {
     let mut rx = s.watch_mastership();
-    let m = tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|m| want(m)))
+    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|m| want(m)))
         .await
         .expect("mastership change in time")
         .expect("stream reader alive")
-        .clone();
-    m
+        .clone()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 //! with ALREADY_EXISTS and MODIFY/DELETE of a missing one with NOT_FOUND,
 //! per-update errors in the status details, VERIFY_AND_COMMIT clears the
 //! tables, COOKIE_ONLY returns the cookie.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
