@@ -6,7 +6,7 @@
 mod common;
 
 use clt_linux::{Error, Insertion};
-use cltc::artifact::linux::{LinuxPlan, RouteConfig};
+use cltc::artifact::linux::{LinuxPlan, Neighbor, RouteConfig};
 use common::{Netns, plans, require_root, veth};
 use std::process::Command;
 
@@ -75,7 +75,13 @@ fn state(ns: &Netns, plan: &LinuxPlan) -> String {
 #[test]
 fn apply_is_idempotent_and_teardown_leaves_no_trace() {
     require_root!();
-    let (a, _peer, plan) = node_a();
+    let (a, _peer, mut plan) = node_a();
+    // A permanent neighbour, as plans have for P4 next hops.
+    plan.neighbors.push(Neighbor {
+        dev: "eth0".into(),
+        address: "db01::99".parse().unwrap(),
+        mac: "02:00:00:00:00:99".into(),
+    });
     let before = state(&a, &plan);
 
     // A dry run (diff) changes nothing.
@@ -94,6 +100,7 @@ fn apply_is_idempotent_and_teardown_leaves_no_trace() {
         "~ sysctl net.ipv6.ioam6_id = 1",
         "+ address db01::1/64 dev eth0",
         "+ route db02::/64 via db01::2 dev eth0",
+        "+ neighbour db01::99 lladdr 02:00:00:00:00:99 dev eth0 permanent",
     ] {
         assert!(text.contains(want), "diff lacks {want:?}:\n{text}");
     }
@@ -106,6 +113,10 @@ fn apply_is_idempotent_and_teardown_leaves_no_trace() {
     assert_ne!(applied, before);
     assert!(applied.contains("data: Some(3735928559)"), "{applied}");
     assert!(applied.contains("schema: Some(777)"), "{applied}");
+    assert!(
+        applied.contains("db01::99, Some([2, 0, 0, 0, 0, 153])"),
+        "{applied}"
+    );
 
     let second = a.apply(&plan, Insertion::Socket).unwrap();
     assert!(second.changes.is_empty(), "{second}");
@@ -123,6 +134,8 @@ fn apply_is_idempotent_and_teardown_leaves_no_trace() {
 fn a_failing_step_rolls_back_everything_before_it() {
     require_root!();
     let (a, _peer, mut plan) = node_a();
+    // A new MAC, to be restored by the rollback.
+    plan.interfaces[0].mac = Some("02:00:00:00:01:01".into());
     // A route through a device that does not exist: the last step, after
     // sysctls, the address, the schema and the namespace.
     plan.routes.push(RouteConfig {

@@ -120,7 +120,11 @@ impl Netns {
             let nl = Netlink::open()?;
             let s = plan::KernelState::read(&nl)?;
             let mut out = String::new();
-            let mut links: Vec<_> = s.links.values().map(|l| (l.name.clone(), l.mtu)).collect();
+            let mut links: Vec<_> = s
+                .links
+                .values()
+                .map(|l| (l.name.clone(), l.mtu, l.mac))
+                .collect();
             links.sort();
             out += &format!("links {links:?}\n");
             let mut addrs: Vec<_> = s.addresses.iter().map(|a| (a.index, a.address)).collect();
