@@ -127,21 +127,25 @@ fn linux_entry(domain: &Domain, hop: &Hop) -> Vec<u8> {
     buf
 }
 
+/// A synthetic domain, from a compiled one (so new IR fields need no change
+/// here).
 fn domain(fields: &[TraceField], max_hops: u8) -> Domain {
+    const SRC: &str =
+        "domain all { namespace 7 data 0xc0ffee00 trace hop_limit_node_id collector 127.0.0.1:1 }";
+    let base = cltc::compile_source("all.clt", SRC)
+        .map(|c| c.fabric.domains[0].clone())
+        .unwrap_or_else(|d| panic!("{}", d.render("all.clt", SRC)));
     let trace_type = TraceType::from_fields(fields.iter().copied());
     Domain {
-        name: "all".into(),
-        namespace: 7,
         trace_type,
         node_len: trace_type.node_len(),
-        context_w3c: true,
         max_hops,
         schema: None,
         prealloc_len: max_hops * trace_type.node_len() * 4,
         per_hop_len: trace_type.node_len() * 4,
-        collector: "127.0.0.1:7123".into(),
         namespace_data: Some(0xc0ff_ee00),
         namespace_data_wide: None,
+        ..base
     }
 }
 

@@ -223,21 +223,23 @@ mod tests {
     use super::*;
     use clt_wire::TraceType;
 
+    /// A domain of the given fields, from a compiled one (so new IR fields
+    /// need no change here).
     fn domain(fields: &[TraceField], max_hops: u8) -> Domain {
+        const SRC: &str =
+            "domain d { namespace 123 trace hop_limit_node_id collector 127.0.0.1:1 }";
+        let base = crate::compile_source("d.clt", SRC)
+            .map(|c| c.fabric.domains[0].clone())
+            .unwrap_or_else(|d| panic!("{}", d.render("d.clt", SRC)));
         let trace_type = TraceType::from_fields(fields.iter().copied());
         Domain {
-            name: "dc1".into(),
-            namespace: 123,
             trace_type,
             node_len: trace_type.node_len(),
-            context_w3c: true,
             max_hops,
             schema: None,
             prealloc_len: max_hops * trace_type.node_len() * 4,
             per_hop_len: trace_type.node_len() * 4,
-            collector: "127.0.0.1:7123".into(),
-            namespace_data: None,
-            namespace_data_wide: None,
+            ..base
         }
     }
 
