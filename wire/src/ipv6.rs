@@ -161,10 +161,13 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 }
 
+#[inline]
 fn addr(bytes: &[u8]) -> Ipv6Addr {
-    let mut octets = [0u8; 16];
-    octets.copy_from_slice(bytes);
-    Ipv6Addr::from(octets)
+    match bytes.first_chunk::<16>() {
+        Some(octets) => Ipv6Addr::from(*octets),
+        // Unreachable after `check_len`.
+        None => Ipv6Addr::UNSPECIFIED,
+    }
 }
 
 impl<'a, T: AsRef<[u8]> + ?Sized> Ipv6Packet<&'a T> {
@@ -310,61 +313,56 @@ pub struct UpperLayer {
 /// bytes. A non-first fragment stops the walk without ports.
 #[inline]
 pub fn upper_layer(first: IpProtocol, payload: &[u8]) -> Result<UpperLayer> {
-    let mut protocol = first;
+    // Raw protocol numbers in the loop (a `match` on them is a jump table;
+    // converting to `IpProtocol` at every step is not free).
+    const HOP_BY_HOP: u8 = 0;
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+    const ROUTING: u8 = 43;
+    const FRAGMENT: u8 = 44;
+    const AH: u8 = 51;
+    const DEST_OPTS: u8 = 60;
+    const MOBILITY: u8 = 135;
+    const HIP: u8 = 139;
+    const SHIM6: u8 = 140;
+    let mut protocol = u8::from(first);
     let mut offset = 0usize;
     let mut fragmented = false;
+    let done = |protocol: u8, offset, ports: Option<(u16, u16)>, fragmented| UpperLayer {
+        protocol: IpProtocol::from(protocol),
+        offset,
+        src_port: ports.map(|p| p.0),
+        dst_port: ports.map(|p| p.1),
+        fragmented,
+    };
     for _ in 0..=MAX_EXTENSION_HEADERS {
         let rest = payload.get(offset..).unwrap_or(&[]);
         let len = match protocol {
-            IpProtocol::HopByHop
-            | IpProtocol::Ipv6Route
-            | IpProtocol::Ipv6Opts
-            | IpProtocol::Mobility
-            | IpProtocol::Hip
-            | IpProtocol::Shim6 => {
+            HOP_BY_HOP | ROUTING | DEST_OPTS | MOBILITY | HIP | SHIM6 => {
                 need("extension header", 2, rest.len())?;
                 (usize::from(rest[1]) + 1) * 8
             }
-            IpProtocol::Ah => {
+            AH => {
                 need("authentication header", 2, rest.len())?;
                 (usize::from(rest[1]) + 2) * 4
             }
-            IpProtocol::Ipv6Frag => {
+            FRAGMENT => {
                 need("fragment header", 8, rest.len())?;
                 fragmented = true;
                 if be::u16(rest, 2) >> 3 != 0 {
-                    return Ok(UpperLayer {
-                        protocol: IpProtocol::from(rest[0]),
-                        offset: offset + 8,
-                        src_port: None,
-                        dst_port: None,
-                        fragmented,
-                    });
+                    return Ok(done(rest[0], offset + 8, None, fragmented));
                 }
                 8
             }
-            IpProtocol::Tcp | IpProtocol::Udp => {
+            TCP | UDP => {
                 need("transport ports", 4, rest.len())?;
-                return Ok(UpperLayer {
-                    protocol,
-                    offset,
-                    src_port: Some(be::u16(rest, 0)),
-                    dst_port: Some(be::u16(rest, 2)),
-                    fragmented,
-                });
+                let ports = (be::u16(rest, 0), be::u16(rest, 2));
+                return Ok(done(protocol, offset, Some(ports), fragmented));
             }
-            _ => {
-                return Ok(UpperLayer {
-                    protocol,
-                    offset,
-                    src_port: None,
-                    dst_port: None,
-                    fragmented,
-                });
-            }
+            _ => return Ok(done(protocol, offset, None, fragmented)),
         };
         need("extension header", len, rest.len())?;
-        protocol = IpProtocol::from(rest[0]);
+        protocol = rest[0];
         offset += len;
     }
     Err(Error::TooManyExtensionHeaders {

@@ -20,7 +20,8 @@
 //!
 //! Entry points:
 //! * the agent: [`PacketRepr::parse`] over a captured IPv6 packet, then
-//!   [`HbhRepr::ioam_trace`], [`TraceRepr::nodes`] (path order) and
+//!   [`HbhRepr::ioam_trace`], [`TraceRepr::nodes`] (decoded, path order) or
+//!   [`TraceRepr::entries`] (zero-copy [`NodeEntry`] views, path order) and
 //!   [`HbhRepr::clt`];
 //! * the socket API: [`HbhBuilder`], which emits the bytes for
 //!   `setsockopt(IPV6_HOPOPTS)`;
