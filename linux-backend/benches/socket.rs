@@ -104,6 +104,19 @@ fn main() {
             socket::header(&sock, black_box(&policy), ids.0, ids.1, &Default::default()).unwrap()
         })
     });
+    // An apply that finds nothing to do: reading the kernel back (links,
+    // addresses, neighbours, routes, IOAM namespaces and schemas, sysctls)
+    // and diffing.
+    let nl = Netlink::open().unwrap();
+    let opts = Options {
+        insertion: Insertion::Socket,
+    };
+    g.bench_function("apply (already applied: read back + diff)", |bench| {
+        bench.iter(|| {
+            let r = plan::apply(&nl, &plan_a, &opts).unwrap();
+            assert!(r.changes.is_empty());
+        })
+    });
     g.finish();
     c.final_summary();
 }

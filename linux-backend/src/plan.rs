@@ -863,6 +863,8 @@ pub struct Report {
     pub notices: Vec<String>,
     /// Sysctls teardown could not restore (no known default).
     pub left_alone: Vec<String>,
+    /// Whether this is a teardown (for the wording).
+    pub teardown: bool,
     pub elapsed: Duration,
 }
 
@@ -872,7 +874,11 @@ impl fmt::Display for Report {
             writeln!(f, "{n}")?;
         }
         if self.changes.is_empty() {
-            writeln!(f, "no changes: the kernel already matches the plan")?;
+            if self.teardown {
+                writeln!(f, "no changes: nothing of the plan is left to remove")?;
+            } else {
+                writeln!(f, "no changes: the kernel already matches the plan")?;
+            }
         }
         for c in &self.changes {
             writeln!(f, "{c}")?;
@@ -945,6 +951,7 @@ pub fn diff(nl: &Netlink, plan: &LinuxPlan, opts: &Options) -> Result<Report, Er
         applied: false,
         notices,
         left_alone: Vec::new(),
+        teardown: false,
         elapsed: start.elapsed(),
     })
 }
@@ -978,6 +985,7 @@ pub fn teardown(nl: &Netlink, plan: &LinuxPlan, dry_run: bool) -> Result<Report,
         applied: !dry_run,
         notices: Vec::new(),
         left_alone,
+        teardown: true,
         elapsed: start.elapsed(),
     })
 }
@@ -1066,4 +1074,131 @@ pub fn show(nl: &Netlink, plan: &LinuxPlan) -> Result<String, Error> {
         );
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clt_wire::TraceType;
+    use cltc::artifact::linux::Ioam6Encap;
+
+    fn plan_with(routes: Vec<RouteConfig>) -> LinuxPlan {
+        LinuxPlan {
+            node: "a".into(),
+            sysctls: vec![],
+            interfaces: vec![],
+            neighbors: vec![],
+            schemas: vec![],
+            namespaces: vec![],
+            routes,
+            encap: vec![],
+        }
+    }
+
+    fn route(dst: &str, dev: &str, via: Option<&str>, size: Option<u8>) -> RouteConfig {
+        RouteConfig {
+            dst: dst.parse().unwrap(),
+            dev: dev.into(),
+            via: via.map(|v| v.parse().unwrap()),
+            encap: size.map(|size| Ioam6Encap {
+                mode: Ioam6Mode::Inline,
+                tundst: None,
+                trace_type: TraceType::from_bits(0xc20000),
+                namespace: 123,
+                size,
+                freq_k: 1,
+                freq_n: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn socket_insertion_strips_the_encapsulation_and_dedups() {
+        let p = plan_with(vec![
+            route("db02::/64", "eth0", Some("db01::2"), None),
+            route("db02::/64", "eth0", Some("db01::2"), Some(36)),
+        ]);
+        let plain = desired_routes(&p, false).unwrap();
+        assert_eq!(plain.len(), 1);
+        assert!(plain[0].encap.is_none());
+        let encap = desired_routes(&p, true).unwrap();
+        assert_eq!(encap.len(), 1);
+        let e = encap[0].encap.as_ref().unwrap();
+        assert_eq!((e.trace.rem_len, e.trace.node_len, e.mode), (9, 3, Some(1)));
+        assert!(fmt_spec(&encap[0]).contains("encap ioam6 freq 1/1 mode inline"));
+    }
+
+    #[test]
+    fn conflicting_routes_and_bad_sizes_are_plan_errors() {
+        let p = plan_with(vec![
+            route("db02::/64", "eth0", None, None),
+            route("db02::/64", "eth1", None, None),
+        ]);
+        let e = desired_routes(&p, false).unwrap_err().to_string();
+        assert!(e.contains("different next hops"), "{e}");
+        let p = plan_with(vec![route("db02::/64", "eth0", None, Some(6))]);
+        assert!(desired_routes(&p, true).is_err());
+        assert!(desired_routes(&p, false).is_ok());
+    }
+
+    #[test]
+    fn every_change_has_an_inverse_that_undoes_it() {
+        let names = HashMap::from([(3, "eth0".to_string())]);
+        let ns = NamespaceRepr {
+            id: 1,
+            data: Some(2),
+            data_wide: None,
+            schema: Some(7),
+        };
+        let spec = RouteSpec {
+            dst: "db02::/64".parse().unwrap(),
+            dev: "eth0".into(),
+            via: None,
+            encap: None,
+            priority: None,
+        };
+        let changes = vec![
+            Change::Sysctl {
+                key: "net.ipv6.ioam6_id".into(),
+                from: Some("16777215".into()),
+                to: "1".into(),
+            },
+            Change::LinkUp {
+                dev: "eth0".into(),
+                up: true,
+            },
+            Change::AddAddress {
+                dev: "eth0".into(),
+                address: "db01::1/64".parse().unwrap(),
+            },
+            Change::AddNamespace(ns.clone()),
+            Change::BindSchema {
+                namespace: 1,
+                schema: Some(7),
+                old: None,
+            },
+            Change::SetRoute {
+                new: spec.clone(),
+                old: None,
+            },
+        ];
+        for c in &changes {
+            let undo = c.inverse(&names).unwrap();
+            assert_ne!(&undo, c);
+            // (An added route is undone by deleting its netlink form, and
+            // that by adding the same spec back.)
+            assert_eq!(undo.inverse(&names).as_ref(), Some(c), "{c}");
+        }
+        // A sysctl whose old value could not be read cannot be undone.
+        let blind = Change::Sysctl {
+            key: "k".into(),
+            from: None,
+            to: "1".into(),
+        };
+        assert!(blind.inverse(&names).is_none());
+        assert_eq!(
+            Change::AddNamespace(ns).to_string(),
+            "+ ioam namespace 1 data 0x2 schema 7"
+        );
+    }
 }
