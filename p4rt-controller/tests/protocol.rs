@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::Ipv6Addr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clt_controller::config::DigestConfig;
@@ -17,8 +17,6 @@ use clt_controller::inputs::{DeviceInputs, Pipeline, cookie};
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
 use clt_controller::{Error, Mastership, P4InfoIndex, PipelineAction, Session, SessionOptions};
-use clt_proto::ioam_api::IoamTrace;
-use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
 use common::*;
 use tonic::Code;
 
@@ -279,36 +277,6 @@ async fn pipeline_push_is_skipped_when_the_cookie_matches() {
         sw.state().pipeline.as_ref().unwrap().cookie.unwrap().cookie,
         v2.cookie
     );
-}
-
-/// The IOAM collector side: records what it receives.
-#[derive(Clone, Default)]
-struct Collector(Arc<Mutex<Vec<IoamTrace>>>);
-
-#[tonic::async_trait]
-impl IoamService for Collector {
-    async fn report(
-        &self,
-        request: tonic::Request<tonic::Streaming<IoamTrace>>,
-    ) -> Result<tonic::Response<()>, tonic::Status> {
-        let mut s = request.into_inner();
-        while let Some(t) = s.message().await? {
-            self.0.lock().unwrap().push(t);
-        }
-        Ok(tonic::Response::new(()))
-    }
-}
-
-async fn start_collector() -> (Collector, std::net::SocketAddr) {
-    let c = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(IoamServiceServer::new(c.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    (c, addr)
 }
 
 fn spec(addr: std::net::SocketAddr, name: &str) -> DeviceSpec {

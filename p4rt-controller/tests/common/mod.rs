@@ -20,6 +20,8 @@ use clt_controller::proto::p4::config::v1 as cfg;
 use clt_controller::proto::p4::v1 as p4;
 use clt_controller::reconcile::EntryKey;
 use clt_controller::write::status_with_errors;
+use clt_proto::ioam_api::IoamTrace;
+use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
 use p4::p4_runtime_server::{P4Runtime, P4RuntimeServer};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -348,14 +350,25 @@ impl P4Runtime for FakeSwitch {
 impl FakeSwitch {
     /// Serves on 127.0.0.1 with an ephemeral port.
     pub async fn start() -> (FakeSwitch, SocketAddr) {
+        FakeSwitch::start_with(None).await
+    }
+
+    /// Serves with TLS (mutual when the config has a client CA).
+    pub async fn start_with(
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> (FakeSwitch, SocketAddr) {
         let sw = FakeSwitch::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let svc = P4RuntimeServer::new(sw.clone())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
         tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 .add_service(svc)
                 .serve_with_incoming(TcpListenerStream::new(listener)),
         );
@@ -402,6 +415,40 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// The IOAM collector side: records what it receives.
+#[derive(Clone, Default)]
+pub struct Collector(pub Arc<Mutex<Vec<IoamTrace>>>);
+
+#[tonic::async_trait]
+impl IoamService for Collector {
+    async fn report(
+        &self,
+        request: tonic::Request<tonic::Streaming<IoamTrace>>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        let mut s = request.into_inner();
+        while let Some(t) = s.message().await? {
+            self.0.lock().unwrap().push(t);
+        }
+        Ok(tonic::Response::new(()))
+    }
+}
+
+pub async fn start_collector_at(at: SocketAddr) -> (Collector, std::net::SocketAddr) {
+    let c = Collector::default();
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(IoamServiceServer::new(c.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (c, addr)
+}
+
+pub async fn start_collector() -> (Collector, std::net::SocketAddr) {
+    start_collector_at("127.0.0.1:0".parse().unwrap()).await
 }
 
 // ---------------------------------------------------------------------------
