@@ -218,7 +218,9 @@ impl TraceService for Svc {
     }
 }
 
-/// Reads a report stream in chunks so the join lock is taken once per chunk.
+/// Reads a report stream in chunks so the join lock is taken once per chunk:
+/// what is already buffered (up to 256 messages) goes in together, and a
+/// lone message goes in at once.
 async fn drain<T, F>(core: &Core, mut stream: Streaming<T>, convert: F) -> Result<(), Status>
 where
     F: Fn(T) -> IoamReport,
@@ -226,32 +228,36 @@ where
     core.counters.ioam_streams.fetch_add(1, Ordering::Relaxed);
     let mut chunk = Vec::with_capacity(256);
     loop {
-        // Take what is ready without waiting, then hand the chunk over.
-        let next = stream.next().await;
-        let done = match next {
-            Some(Ok(msg)) => {
-                chunk.push(convert(msg));
-                false
-            }
-            Some(Err(status)) => {
-                let status = resource_exhausted(status);
-                if status.code() == tonic::Code::InvalidArgument {
-                    core.counters
-                        .ioam_messages_invalid
-                        .fetch_add(1, Ordering::Relaxed);
+        let mut next = stream.next().await;
+        loop {
+            match next {
+                Some(Ok(msg)) => chunk.push(convert(msg)),
+                Some(Err(status)) => {
+                    let status = resource_exhausted(status);
+                    if status.code() == tonic::Code::InvalidArgument {
+                        core.counters
+                            .ioam_messages_invalid
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    core.ingest_ioam(&chunk);
+                    return Err(status);
                 }
-                core.ingest_ioam(&chunk);
-                return Err(status);
+                None => {
+                    core.ingest_ioam(&chunk);
+                    return Ok(());
+                }
             }
-            None => true,
-        };
-        if done || chunk.len() >= 256 {
-            core.ingest_ioam(&chunk);
-            chunk.clear();
+            if chunk.len() >= 256 {
+                break;
+            }
+            // Polls once: a message already here, or on to ingesting.
+            match tokio::time::timeout(Duration::ZERO, stream.next()).await {
+                Ok(n) => next = n,
+                Err(_) => break,
+            }
         }
-        if done {
-            return Ok(());
-        }
+        core.ingest_ioam(&chunk);
+        chunk.clear();
     }
 }
 

@@ -36,12 +36,17 @@ fn request(range: std::ops::Range<u64>) -> ExportTraceServiceRequest {
             resource: Some(Resource {
                 attributes: vec![KeyValue {
                     key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue("load".into())) }),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("load".into())),
+                    }),
                     ..KeyValue::default()
                 }],
                 ..Resource::default()
             }),
-            scope_spans: vec![ScopeSpans { spans, ..ScopeSpans::default() }],
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
             ..ResourceSpans::default()
         }],
     }
@@ -55,7 +60,18 @@ fn ioam(i: u64, span: u64) -> IoamTrace {
         span_id: span,
         namespace_id: 1,
         bit_field: 0x80_0000 << 8,
-        nodes: vec![IoamNode { hop_limit: 63, id: 2, ..IoamNode::default() }, IoamNode { hop_limit: 64, id: 1, ..IoamNode::default() }],
+        nodes: vec![
+            IoamNode {
+                hop_limit: 63,
+                id: 2,
+                ..IoamNode::default()
+            },
+            IoamNode {
+                hop_limit: 64,
+                id: 1,
+                ..IoamNode::default()
+            },
+        ],
     }
 }
 
@@ -70,22 +86,44 @@ async fn downstream_down_under_load_then_back_loses_nothing() {
     cfg.max_pending_items = 10_000;
     let collector = server::start(cfg).await.unwrap();
 
-    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc)).await.unwrap();
-    let mut ioamc = IoamServiceClient::connect(format!("http://{}", collector.ioam)).await.unwrap();
+    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc))
+        .await
+        .unwrap();
+    let mut ioamc = IoamServiceClient::connect(format!("http://{}", collector.ioam))
+        .await
+        .unwrap();
     for chunk in 0..(N / 500) {
         let r = chunk * 500..(chunk + 1) * 500;
-        ioamc.report(tokio_stream::iter(r.clone().map(|i| ioam(i, i + 1)).collect::<Vec<_>>())).await.unwrap();
+        ioamc
+            .report(tokio_stream::iter(
+                r.clone().map(|i| ioam(i, i + 1)).collect::<Vec<_>>(),
+            ))
+            .await
+            .unwrap();
         otlp.export(request(r)).await.unwrap();
     }
     // Everything is joined and waiting for the downstream, which is down.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while collector.core.join_stats().spans_enriched < N {
-        assert!(tokio::time::Instant::now() < deadline, "join did not finish: {:?}", collector.core.join_stats());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "join did not finish: {:?}",
+            collector.core.join_stats()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while collector.core.counters().export_failures.load(std::sync::atomic::Ordering::Relaxed) < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the exporter must have tried and failed");
+    while collector
+        .core
+        .counters()
+        .export_failures
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the exporter must have tried and failed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(collector.core.export_queue_len() <= 2 * N as usize + 100);
@@ -94,16 +132,28 @@ async fn downstream_down_under_load_then_back_loses_nothing() {
     // The downstream comes back on the same port.
     let receiver = Receiver::default();
     let (_a, _h) = receiver.serve(down).await;
-    let got = receiver.wait_for(30, "every span", |s| s.len() >= 2 * N as usize).await;
-    let app: HashSet<(u128, u64)> =
-        got.iter().filter(|r| r.service == "load").map(|r| (r.trace_id(), r.span_id())).collect();
-    let net: HashSet<(u128, u64)> =
-        got.iter().filter(|r| r.service == "clt-network").map(|r| (r.trace_id(), r.parent_id())).collect();
+    let got = receiver
+        .wait_for(30, "every span", |s| s.len() >= 2 * N as usize)
+        .await;
+    let app: HashSet<(u128, u64)> = got
+        .iter()
+        .filter(|r| r.service == "load")
+        .map(|r| (r.trace_id(), r.span_id()))
+        .collect();
+    let net: HashSet<(u128, u64)> = got
+        .iter()
+        .filter(|r| r.service == "clt-network")
+        .map(|r| (r.trace_id(), r.parent_id()))
+        .collect();
     let want: HashSet<(u128, u64)> = (0..N).map(|i| (trace_id(i), i + 1)).collect();
     assert_eq!(app, want, "application spans by id");
     assert_eq!(net, want, "network spans by parent id");
     assert_eq!(got.len(), 2 * N as usize, "no duplicates");
-    let dropped = collector.core.counters().export_spans_dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = collector
+        .core
+        .counters()
+        .export_spans_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(dropped, 0);
     collector.shutdown(Duration::from_secs(2)).await;
 }
@@ -114,14 +164,23 @@ async fn export_buffer_full_drops_and_counts() {
     let mut cfg = loopback_config(Some(down), None);
     cfg.export_queue_max_spans = 100;
     let collector = server::start(cfg).await.unwrap();
-    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc)).await.unwrap();
+    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc))
+        .await
+        .unwrap();
     otlp.export(request(0..500)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let dropped = collector.core.counters().export_spans_dropped.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = collector
+        .core
+        .counters()
+        .export_spans_dropped
+        .load(std::sync::atomic::Ordering::Relaxed);
     let queued = collector.core.export_queue_len() as u64;
     assert!(queued <= 100, "{queued}");
     // what is not queued or in the one batch in flight was dropped and counted
-    assert!(dropped >= 400 - 100 && dropped + queued <= 500, "dropped {dropped} queued {queued}");
+    assert!(
+        dropped >= 400 - 100 && dropped + queued <= 500,
+        "dropped {dropped} queued {queued}"
+    );
     collector.shutdown(Duration::from_millis(100)).await;
 }
 
@@ -135,9 +194,13 @@ async fn flood_of_unmatched_traces_stays_under_the_bound() {
     cfg.max_pending_items = BOUND;
     cfg.max_delay_ms = 60_000; // nothing expires during the test
     let collector = server::start(cfg).await.unwrap();
-    let mut c = IoamServiceClient::connect(format!("http://{}", collector.ioam)).await.unwrap();
+    let mut c = IoamServiceClient::connect(format!("http://{}", collector.ioam))
+        .await
+        .unwrap();
     for chunk in 0..(N / 1_000) {
-        let msgs: Vec<_> = (chunk * 1_000..(chunk + 1) * 1_000).map(|i| ioam(i, 7)).collect();
+        let msgs: Vec<_> = (chunk * 1_000..(chunk + 1) * 1_000)
+            .map(|i| ioam(i, 7))
+            .collect();
         c.report(tokio_stream::iter(msgs)).await.unwrap();
         let text = collector.core.metrics_text();
         let pending: usize = text

@@ -82,7 +82,9 @@ pub fn parse_packet(
         span_id: span,
         namespace_id: trace.namespace_id.into(),
         bit_field: trace.trace_type.bits() << 8,
-        nodes: trace.nodes().map(|n| node(&n)).collect(),
+        // The API carries nodes as the packet does: the most recent hop first;
+        // clt-wire yields path order.
+        nodes: trace.nodes().rev().map(|n| node(&n)).collect(),
     };
     Ok(Parsed::Trace(Box::new(CltTrace {
         trace: Some(ioam),
