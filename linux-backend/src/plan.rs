@@ -277,9 +277,13 @@ impl Change {
             Change::DelSchema(s) => nl.del_schema(s.id),
             Change::AddNamespace(n) => {
                 nl.add_namespace(n)?;
-                match n.schema {
-                    Some(s) => nl.set_schema(n.id, Some(s)),
-                    None => Ok(()),
+                match n.schema.map(|s| nl.set_schema(n.id, Some(s))) {
+                    Some(Err(e)) => {
+                        // The step failed as a whole: take back its first half.
+                        let _ = nl.del_namespace(n.id);
+                        Err(e)
+                    }
+                    _ => Ok(()),
                 }
             }
             Change::DelNamespace(n) => nl.del_namespace(n.id),
