@@ -58,7 +58,7 @@ static GLOBAL: Counting = Counting;
 /// A leaf-spine fabric of exactly `n` nodes: spines (tofino), leaves (bmv2)
 /// and Linux hosts, every leaf linked to every spine, 10 policies per leaf.
 fn leaf_spine(n: usize) -> String {
-    let spines = (n / 50).max(1);
+    let spines = (n / 100).clamp(1, 8);
     let leaves = ((n - spines) / 9).max(1);
     let hosts = n - spines - leaves;
     let mut s = String::new();
@@ -155,8 +155,10 @@ fn leaf_spine(n: usize) -> String {
 }
 
 struct Measure {
+    parse: Duration,
     front: Duration,
     full: Duration,
+    front_peak: usize,
     peak: usize,
     policies: usize,
     routes: usize,
@@ -164,17 +166,24 @@ struct Measure {
 
 fn measure(n: usize, runs: usize) -> Measure {
     let src = leaf_spine(n);
+    let mut parse = Duration::MAX;
     let mut front = Duration::MAX;
     let mut full = Duration::MAX;
+    let mut front_peak = 0;
     let mut peak = 0;
     let mut policies = 0;
     let mut routes = 0;
     for _ in 0..runs {
+        let t = Instant::now();
+        let (ast, _) = cltc::parse_source(&src);
+        parse = parse.min(t.elapsed());
+        drop(ast);
         let base = IN_USE.load(Ordering::Relaxed);
         PEAK.store(base, Ordering::Relaxed);
         let t = Instant::now();
         let c = cltc::compile_source("bench.clt", &src).expect("the generated fabric compiles");
         front = front.min(t.elapsed());
+        front_peak = front_peak.max(PEAK.load(Ordering::Relaxed) - base);
         let files = cltc::output::files("bench.clt", &c.fabric);
         full = full.min(t.elapsed());
         peak = peak.max(PEAK.load(Ordering::Relaxed) - base);
@@ -184,8 +193,10 @@ fn measure(n: usize, runs: usize) -> Measure {
         std::hint::black_box(files);
     }
     Measure {
+        parse,
         front,
         full,
+        front_peak,
         peak,
         policies,
         routes,
@@ -198,30 +209,52 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let sizes: &[usize] = if quick { &[10, 100] } else { &[10, 100, 1000] };
     println!(
-        "{:>6} {:>9} {:>7} {:>12} {:>12} {:>10}",
-        "nodes", "policies", "routes", "front end", "all output", "peak heap"
+        "{:>6} {:>8} {:>7} {:>9} {:>10} {:>10} {:>11} {:>10} {:>9}",
+        "nodes",
+        "policies",
+        "routes",
+        "parse",
+        "front end",
+        "ns/route",
+        "all output",
+        "front mem",
+        "all mem"
     );
     let mut prev: Option<(usize, Measure)> = None;
     for &n in sizes {
         let runs = if n >= 1000 { 5 } else { 20 };
         let m = measure(n, runs);
+        let spines = (n / 100).clamp(1, 8);
+        let leaves = ((n - spines) / 9).max(1);
         println!(
-            "{:>6} {:>9} {:>7} {:>10.2}ms {:>10.2}ms {:>8.1}MiB",
+            "# {n} nodes: {spines} tofino spines, {leaves} bmv2 leaves, {} linux hosts; {} KiB of source",
+            n - spines - leaves,
+            leaf_spine(n).len() / 1024
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        println!(
+            "{:>6} {:>8} {:>7} {:>7.2}ms {:>8.2}ms {:>10.0} {:>9.2}ms {:>7.1}MiB {:>6.1}MiB",
             n,
             m.policies,
             m.routes,
-            m.front.as_secs_f64() * 1e3,
-            m.full.as_secs_f64() * 1e3,
-            m.peak as f64 / (1 << 20) as f64
+            ms(m.parse),
+            ms(m.front),
+            m.front.as_secs_f64() * 1e9 / (m.routes + n) as f64,
+            ms(m.full),
+            mib(m.front_peak),
+            mib(m.peak)
         );
         if let Some((pn, pm)) = &prev {
             let r = n as f64 / *pn as f64;
             let nlogn = r * (n as f64).ln() / (*pn as f64).ln();
             println!(
-                "       growth x{r:.0} nodes: front end x{:.1}, all output x{:.1}, memory x{:.1} (n: x{r:.1}, n log n: x{nlogn:.1})",
+                "       x{r:.0} nodes (n log n: x{nlogn:.1}): parse x{:.1}, front end x{:.1}, routes x{:.1}, all output x{:.1}, front mem x{:.1}",
+                m.parse.as_secs_f64() / pm.parse.as_secs_f64(),
                 m.front.as_secs_f64() / pm.front.as_secs_f64(),
+                m.routes as f64 / pm.routes as f64,
                 m.full.as_secs_f64() / pm.full.as_secs_f64(),
-                m.peak as f64 / pm.peak as f64
+                m.front_peak as f64 / pm.front_peak as f64,
             );
         }
         prev = Some((n, m));

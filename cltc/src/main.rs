@@ -256,7 +256,7 @@ fn write_all(dir: &Path, name: &str, fabric: &Fabric) -> anyhow::Result<()> {
         };
         println!("  nodes/{}/  {kind:<6}  {what}  ({roles})", n.name);
     }
-    println!("  fabric.dot, rollout.json, fabric.json, manifest.json");
+    println!("  fabric.dot, rollout.json, manifest.json");
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //!
 //! ```text
 //! DIR/manifest.json                 nodes, kinds, files, P4Runtime addresses
-//! DIR/fabric.json                   the IR, for tools
 //! DIR/fabric.dot                    the graph with roles per policy
 //! DIR/rollout.json                  apply and removal order
 //! DIR/nodes/<node>/plan.json        linux: the LinuxPlan
@@ -104,10 +103,6 @@ pub fn files(source_name: &str, f: &Fabric) -> Vec<OutFile> {
         });
     }
     let mut top = vec![
-        OutFile {
-            path: "fabric.json".into(),
-            contents: json(f),
-        },
         OutFile {
             path: "fabric.dot".into(),
             contents: backend::dot::dot(f),
