@@ -194,6 +194,19 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
         eprintln!("skipped the tshark half: tshark is not installed");
         return;
     };
+    // Stop once the capture holds the UDP request and the TCP data segment.
+    capture.wait_for(|pkts| {
+        let data_to = |port: u16| {
+            pkts.iter().any(|p| {
+                PacketRepr::parse(p).is_ok_and(|r| {
+                    r.hbh.is_some()
+                        && r.upper.dst_port == Some(port)
+                        && p.len() > 40 + r.upper.offset + if port == 5001 { 32 } else { 8 }
+                })
+            })
+        };
+        data_to(5000) && data_to(5001)
+    });
     let pcap = capture.stop();
 
     // clt-wire on the wire (as captured on C's eth0, before C fills).

@@ -4,7 +4,6 @@
 
 use clt_linux::{Insertion, Options, Report, netns, nl::Netlink, plan};
 use cltc::artifact::linux::LinuxPlan;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -203,7 +202,8 @@ pub fn plans(src: &str, nodes: &[&str]) -> Vec<LinuxPlan> {
         .collect()
 }
 
-/// A tshark capture inside a namespace, written as classic pcap.
+/// A capture inside a namespace (dumpcap, which tshark uses), written as
+/// classic pcap.
 pub struct Capture {
     child: Option<Child>,
     pub path: PathBuf,
@@ -212,37 +212,37 @@ pub struct Capture {
 impl Capture {
     pub fn start(ns: &Netns, iface: &str, dir: &Path) -> Capture {
         let path = dir.join(format!("{}.pcap", unique("cap")));
-        // tshark refuses to write as root into a directory it does not own
-        // unless the file exists; create it.
-        std::fs::write(&path, b"").unwrap();
-        let mut child = Command::new("ip")
+        let child = Command::new("ip")
             .args([
-                "netns", "exec", &ns.name, "tshark", "-q", "-n", "-i", iface, "-F", "pcap", "-w",
+                "netns", "exec", &ns.name, "dumpcap", "-q", "-n", "-i", iface, "-P", "-w",
             ])
             .arg(&path)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
-            .expect("spawn tshark");
-        // Wait until it captures ("Capturing on 'eth0'").
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Some(Ok(line)) = lines.next() {
-                if line.contains("Capturing on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("tshark did not start capturing");
-        // "Capturing on" comes when dumpcap is launched, a moment before it
-        // captures.
-        std::thread::sleep(Duration::from_millis(1000));
-        Capture {
+            .expect("spawn dumpcap");
+        let cap = Capture {
             child: Some(child),
             path,
+        };
+        // dumpcap writes the pcap header once it captures.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&cap.path).map_or(0, |m| m.len()) < 24 {
+            assert!(Instant::now() < deadline, "dumpcap did not start capturing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cap
+    }
+
+    /// Waits (at most 10 s) until the packets written so far satisfy `done`.
+    pub fn wait_for(&self, done: impl Fn(&[Vec<u8>]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(&pcap_ipv6_packets(&self.path)) {
+            assert!(
+                Instant::now() < deadline,
+                "the capture never saw the packets"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -250,13 +250,11 @@ impl Capture {
     /// path; the file goes when the `Capture` is dropped.
     pub fn stop(&mut self) -> PathBuf {
         if let Some(mut child) = self.child.take() {
-            // Let dumpcap hand over what it has buffered.
-            std::thread::sleep(Duration::from_millis(500));
-            // tshark runs under `ip netns exec` (which execs it: same pid).
+            // `ip netns exec` execs dumpcap: same pid.
             run(&["kill", "-INT", &child.id().to_string()]);
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "tshark did not stop");
+                assert!(Instant::now() < deadline, "dumpcap did not stop");
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -274,10 +272,13 @@ impl Drop for Capture {
     }
 }
 
-/// The IPv6 packets of a classic pcap file of Ethernet frames.
+/// The IPv6 packets of a classic pcap file of Ethernet frames (complete
+/// records only: the file may still be growing).
 pub fn pcap_ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
-    let b = std::fs::read(path).unwrap();
-    assert!(b.len() >= 24, "pcap too short");
+    let b = std::fs::read(path).unwrap_or_default();
+    if b.len() < 24 {
+        return Vec::new();
+    }
     let magic = u32::from_le_bytes(b[0..4].try_into().unwrap());
     assert!(
         magic == 0xa1b2c3d4 || magic == 0xa1b23c4d,
@@ -289,7 +290,9 @@ pub fn pcap_ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
     let mut at = 24;
     while at + 16 <= b.len() {
         let incl = u32::from_le_bytes(b[at + 8..at + 12].try_into().unwrap()) as usize;
-        let frame = &b[at + 16..(at + 16 + incl).min(b.len())];
+        let Some(frame) = b.get(at + 16..at + 16 + incl) else {
+            break;
+        };
         at += 16 + incl;
         if frame.len() > 14 && frame[12..14] == [0x86, 0xdd] {
             out.push(frame[14..].to_vec());
