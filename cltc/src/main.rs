@@ -227,7 +227,10 @@ fn emit_stage(fabric: &Fabric, emit: Emit, node: Option<&str>) -> anyhow::Result
 }
 
 fn write_all(dir: &Path, name: &str, fabric: &Fabric) -> anyhow::Result<()> {
-    let files = cltc::output::files(name, fabric);
+    let base = Path::new(name)
+        .file_name()
+        .map_or(name.to_string(), |f| f.to_string_lossy().into_owned());
+    let files = cltc::output::files(&base, fabric);
     for f in &files {
         let path = dir.join(&f.path);
         if let Some(parent) = path.parent() {
@@ -238,6 +241,12 @@ fn write_all(dir: &Path, name: &str, fabric: &Fabric) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("{name}: wrote {} files to {}", files.len(), dir.display());
+    let width = fabric
+        .nodes
+        .iter()
+        .map(|n| n.name.len() + 7)
+        .max()
+        .unwrap_or(0);
     for n in &fabric.nodes {
         let kind = cltc::model::kind_name(n.kind);
         let what = match n.kind {
@@ -254,7 +263,8 @@ fn write_all(dir: &Path, name: &str, fabric: &Fabric) -> anyhow::Result<()> {
         } else {
             roles.join(", ")
         };
-        println!("  nodes/{}/  {kind:<6}  {what}  ({roles})", n.name);
+        let dir = format!("nodes/{}/", n.name);
+        println!("  {dir:<width$}  {kind:<6}  {what:<40}  {roles}");
     }
     println!("  fabric.dot, rollout.json, manifest.json");
     Ok(())

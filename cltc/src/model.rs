@@ -1402,9 +1402,7 @@ impl Cx<'_> {
                 );
                 continue;
             }
-            let hbh =
-                (HBH_FIXED + prealloc + if d.context_w3c { CLT_OPTION } else { 0 }).div_ceil(8) * 8;
-            let need = IPV6_TCP + hbh;
+            let need = packet_floor(prealloc, d.context_w3c);
             for p in &policies {
                 let mtu = path_mtu(&m.nodes, &p.path);
                 if (mtu as u32) < need {
@@ -1671,6 +1669,13 @@ impl Cx<'_> {
     }
 }
 
+/// The smallest packet carrying the trace: IPv6 header, the Hop-by-Hop
+/// header (fixed part, node data, CLT option, padded to 8) and a TCP header.
+pub fn packet_floor(prealloc: u32, context_w3c: bool) -> u32 {
+    let hbh = (HBH_FIXED + prealloc + if context_w3c { CLT_OPTION } else { 0 }).div_ceil(8) * 8;
+    IPV6_TCP + hbh
+}
+
 /// The prefixes of the link from `x` through `a` (both ends' addresses).
 fn link_prefixes(m: &Model, x: usize, a: Adj) -> [Option<Ipv6Net>; 2] {
     let mine = m.nodes[x].interfaces[a.local as usize].address;
@@ -1927,6 +1932,18 @@ pub fn print(m: &Model) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packet_floor_follows_the_documented_formula() {
+        // 40 + ceil8(16 + 36) + 20
+        assert_eq!(packet_floor(36, false), 40 + 56 + 20);
+        // 40 + ceil8(16 + 36 + 26) + 20
+        assert_eq!(packet_floor(36, true), 40 + 80 + 20);
+        // The largest trace with context fits the IPv6 minimum MTU, which is
+        // why E0014 fires before E0015 with today's limits.
+        assert_eq!(packet_floor(MAX_PREALLOC, true), 348);
+        assert!(packet_floor(MAX_PREALLOC, true) <= 1280);
+    }
 
     #[test]
     fn link_local_flips_the_universal_bit() {
