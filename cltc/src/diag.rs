@@ -102,6 +102,8 @@ pub enum Code {
     E0028DuplicatePrefix,
     /// A policy whose `from` and `to` are the same node.
     E0030SameEnds,
+    /// Two domains with the same IOAM-Namespace-ID.
+    E0031DuplicateNamespace,
     /// A node kind cannot fill a traced field (it writes all-ones).
     W0001CannotFill,
     /// A schema without `opaque_state` in the trace, or the reverse.
@@ -144,6 +146,7 @@ impl Code {
             Code::E0027IdWidth => "E0027",
             Code::E0028DuplicatePrefix => "E0028",
             Code::E0030SameEnds => "E0030",
+            Code::E0031DuplicateNamespace => "E0031",
             Code::W0001CannotFill => "W0001",
             Code::W0002Schema => "W0002",
             Code::W0003DstNotAtTo => "W0003",

@@ -227,7 +227,29 @@ impl Cx<'_> {
             let idx = DomainIdx(out.len() as u32);
             self.domain_names
                 .insert(d.name.text.clone(), (idx, d.name.span));
-            out.push(self.domain(d));
+            let md = self.domain(d);
+            let ns_span = d.stmts.iter().find_map(|s| match s {
+                DomainStmt::Namespace { id, .. } => Some(id.span),
+                _ => None,
+            });
+            if let (Some(span), Some(first)) = (
+                ns_span,
+                out.iter().find(|o: &&MDomain| o.namespace == md.namespace),
+            ) {
+                self.push(
+                    err(
+                        Code::E0031DuplicateNamespace,
+                        span,
+                        format!(
+                            "domains `{}` and `{}` both use namespace {}",
+                            first.name, md.name, md.namespace
+                        ),
+                    )
+                    .related(first.span, "first domain")
+                    .hint("an IOAM namespace identifies one domain: give each domain its own"),
+                );
+            }
+            out.push(md);
         }
         out
     }
