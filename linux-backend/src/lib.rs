@@ -63,11 +63,10 @@ use std::io;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The kernel answered a request with an error.
-    #[error("{op}: {source}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    #[error("{op}: {error}{}", detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Kernel {
         op: String,
-        #[source]
-        source: io::Error,
+        error: io::Error,
         /// The kernel's extended-ack message, if it sent one.
         detail: Option<String>,
     },
@@ -77,20 +76,12 @@ pub enum Error {
     /// A message from the kernel did not parse.
     #[error("malformed netlink message: {0}")]
     Malformed(String),
-    #[error("sysctl {key}: {source}")]
-    Sysctl {
-        key: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("sysctl {key}: {error}")]
+    Sysctl { key: String, error: io::Error },
     #[error("no interface named {0}")]
     NoSuchInterface(String),
-    #[error("network namespace {name}: {source}")]
-    Netns {
-        name: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("network namespace {name}: {error}")]
+    Netns { name: String, error: io::Error },
     /// The kernel lacks a feature the plan needs.
     #[error("{0}")]
     Unsupported(String),
@@ -99,26 +90,30 @@ pub enum Error {
     Plan(String),
     /// An apply or teardown step failed; the earlier steps were undone.
     #[error(
-        "step {index} of {total} failed: {step}: {source}; rolled back {rolled_back} earlier step(s){}",
+        "step {index} of {total} failed: {step}: {cause}; rolled back {rolled_back} earlier step(s){}",
         if rollback_errors.is_empty() { String::new() } else { format!(", rollback errors: {}", rollback_errors.join("; ")) }
     )]
     StepFailed {
         index: usize,
         total: usize,
         step: String,
-        #[source]
-        source: Box<Error>,
+        cause: Box<Error>,
         rolled_back: usize,
         rollback_errors: Vec<String>,
     },
     /// A socket option or system call of the socket API failed.
-    #[error("{op}: {source}")]
-    Socket {
-        op: &'static str,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{op}: {error}")]
+    Socket { op: &'static str, error: io::Error },
     /// The IOAM/CLT header could not be built.
     #[error("building the hop-by-hop header: {0}")]
-    Wire(#[from] clt_wire::Error),
+    Wire(clt_wire::Error),
+}
+
+// Display carries each cause's text, so no variant reports a `source()`:
+// error chains (anyhow) print every message once.
+
+impl From<clt_wire::Error> for Error {
+    fn from(e: clt_wire::Error) -> Error {
+        Error::Wire(e)
+    }
 }

@@ -91,7 +91,7 @@ fn main() -> Result<()> {
             _ => plan::show(&nl, &plan),
         }
     })
-    .with_context(|| format!("{} on node {}", cli_verb(&cli), common.plan.display()))?;
+    .with_context(|| format!("{} of {}", cli_verb(&cli), common.plan.display()))?;
     print!("{out}");
     Ok(())
 }

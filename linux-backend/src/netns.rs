@@ -25,9 +25,9 @@ pub fn path(name: &str) -> PathBuf {
 /// The thread should be dedicated to work in that namespace: it stays there
 /// until it ends.
 pub fn enter(name: &str) -> Result<(), Error> {
-    let err = |source| Error::Netns {
+    let err = |error| Error::Netns {
         name: name.to_string(),
-        source,
+        error,
     };
     let f = File::open(path(name)).map_err(err)?;
     crate::sys::setns_net(f.as_fd()).map_err(err)
@@ -49,9 +49,9 @@ where
             }
             f()
         })
-        .map_err(|source| Error::Netns {
+        .map_err(|error| Error::Netns {
             name: "thread".into(),
-            source,
+            error,
         })?;
     match handle.join() {
         Ok(r) => r,

@@ -293,13 +293,13 @@ impl Change {
             Change::SetRoute { new, .. } => {
                 let r = new.repr(index(&new.dev)?);
                 match nl.replace_route(&r) {
-                    Err(Error::Kernel { source, detail, .. })
+                    Err(Error::Kernel { error, detail, .. })
                         if new.encap.is_some()
-                            && source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
+                            && error.raw_os_error() == Some(libc::EOPNOTSUPP) =>
                     {
                         Err(Error::Unsupported(format!(
                             "this kernel has no ioam6 route encapsulation (it needs \
-                             CONFIG_IPV6_IOAM6_LWTUNNEL): {source}{}; use --insertion \
+                             CONFIG_IPV6_IOAM6_LWTUNNEL): {error}{}; use --insertion \
                              socket to insert IOAM with the CLT socket API instead",
                             detail.map(|d| format!(" ({d})")).unwrap_or_default()
                         )))
@@ -934,7 +934,7 @@ pub fn execute(nl: &Netlink, changes: &[Change]) -> Result<(), Error> {
                 index: i + 1,
                 total: changes.len(),
                 step: c.to_string(),
-                source: Box::new(e),
+                cause: Box::new(e),
                 rolled_back,
                 rollback_errors,
             });

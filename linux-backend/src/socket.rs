@@ -106,7 +106,7 @@ fn parse_num(key: &str) -> Result<u64, Error> {
     let v = sysctl::read(key)?;
     v.parse().map_err(|_| Error::Sysctl {
         key: key.to_string(),
-        source: std::io::Error::new(
+        error: std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("not a number: {v}"),
         ),
@@ -177,9 +177,9 @@ impl NodeState {
 }
 
 fn state_for(fd: BorrowedFd<'_>) -> Result<Arc<NodeState>, Error> {
-    let cookie = sys::netns_cookie(fd).map_err(|source| Error::Socket {
+    let cookie = sys::netns_cookie(fd).map_err(|error| Error::Socket {
         op: "getsockopt(SO_NETNS_COOKIE)",
-        source,
+        error,
     })?;
     let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = c.get(&cookie) {
@@ -290,9 +290,9 @@ fn header_into(
         return Ok(b.build_into(buf)?);
     };
     let hop_limit = sys::get_int(fd, sys::IPPROTO_IPV6, sys::IPV6_UNICAST_HOPS)
-        .map_err(|source| Error::Socket {
+        .map_err(|error| Error::Socket {
             op: "getsockopt(IPV6_UNICAST_HOPS)",
-            source,
+            error,
         })?
         .clamp(0, 255) as u8;
     let t = policy.trace_type;
@@ -303,9 +303,9 @@ fn header_into(
             Some(d) => Some(d.clone()),
             None => {
                 let dst = sys::peer_v6(fd)
-                    .map_err(|source| Error::Socket {
+                    .map_err(|error| Error::Socket {
                         op: "getpeername",
-                        source,
+                        error,
                     })?
                     .unwrap_or(policy.dst.network());
                 state.egress_for(dst)?
@@ -344,17 +344,17 @@ pub fn enable_with(
     let fd = fd.as_fd();
     let mut buf = [0u8; 512];
     let len = header_into(fd, policy, trace_id, span_id, opts, &mut buf)?;
-    sys::set_hopopts(fd, &buf[..len]).map_err(|source| Error::Socket {
+    sys::set_hopopts(fd, &buf[..len]).map_err(|error| Error::Socket {
         op: "setsockopt(IPV6_HOPOPTS)",
-        source,
+        error,
     })
 }
 
 /// `CLT.disable(sockfd)`: removes the Hop-by-Hop header from `fd`.
 pub fn disable(fd: &impl AsFd) -> Result<(), Error> {
-    sys::set_hopopts(fd.as_fd(), &[]).map_err(|source| Error::Socket {
+    sys::set_hopopts(fd.as_fd(), &[]).map_err(|error| Error::Socket {
         op: "setsockopt(IPV6_HOPOPTS)",
-        source,
+        error,
     })
 }
 
@@ -447,9 +447,9 @@ impl Marker {
     ) -> Result<(), Error> {
         let mut buf = [0u8; 512];
         let len = self.header(trace_id, span_id, &mut buf);
-        sys::set_hopopts(fd.as_fd(), &buf[..len]).map_err(|source| Error::Socket {
+        sys::set_hopopts(fd.as_fd(), &buf[..len]).map_err(|error| Error::Socket {
             op: "setsockopt(IPV6_HOPOPTS)",
-            source,
+            error,
         })
     }
 }
@@ -457,10 +457,10 @@ impl Marker {
 /// Asks the kernel to hand the Hop-by-Hop header of each received datagram
 /// to [`recv_with_hopopts`] (`IPV6_RECVHOPOPTS`).
 pub fn receive_hopopts(fd: &impl AsFd) -> Result<(), Error> {
-    sys::set_int(fd.as_fd(), sys::IPPROTO_IPV6, sys::IPV6_RECVHOPOPTS, 1).map_err(|source| {
+    sys::set_int(fd.as_fd(), sys::IPPROTO_IPV6, sys::IPV6_RECVHOPOPTS, 1).map_err(|error| {
         Error::Socket {
             op: "setsockopt(IPV6_RECVHOPOPTS)",
-            source,
+            error,
         }
     })
 }
@@ -470,8 +470,8 @@ pub fn recv_with_hopopts(
     fd: &impl AsFd,
     buf: &mut [u8],
 ) -> Result<(usize, Option<Vec<u8>>), Error> {
-    sys::recv_with_hopopts(fd.as_fd(), buf).map_err(|source| Error::Socket {
+    sys::recv_with_hopopts(fd.as_fd(), buf).map_err(|error| Error::Socket {
         op: "recvmsg",
-        source,
+        error,
     })
 }

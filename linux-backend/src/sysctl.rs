@@ -56,18 +56,18 @@ pub fn read(key: &str) -> Result<String, Error> {
     let p = path(key)?;
     std::fs::read_to_string(&p)
         .map(|s| s.trim().to_string())
-        .map_err(|source| Error::Sysctl {
+        .map_err(|error| Error::Sysctl {
             key: key.to_string(),
-            source,
+            error,
         })
 }
 
 /// Writes a key.
 pub fn write(key: &str, value: &str) -> Result<(), Error> {
     let p = path(key)?;
-    std::fs::write(&p, value).map_err(|source| Error::Sysctl {
+    std::fs::write(&p, value).map_err(|error| Error::Sysctl {
         key: key.to_string(),
-        source,
+        error,
     })
 }
 

@@ -151,7 +151,7 @@ fn a_failing_step_rolls_back_everything_before_it() {
             index,
             total,
             step,
-            source,
+            cause,
             rolled_back,
             rollback_errors,
         } => {
@@ -160,7 +160,7 @@ fn a_failing_step_rolls_back_everything_before_it() {
                 step.contains("db99::/64") && step.contains("nosuch0"),
                 "{step}"
             );
-            assert!(matches!(**source, Error::NoSuchInterface(ref d) if d == "nosuch0"));
+            assert!(matches!(**cause, Error::NoSuchInterface(ref d) if d == "nosuch0"));
             assert_eq!(*rolled_back, index - 1, "{err}");
             assert!(rollback_errors.is_empty(), "{rollback_errors:?}");
         }

@@ -64,7 +64,7 @@ fn router_error<T: std::fmt::Debug, P: std::fmt::Debug>(op: &str, e: RouterError
                 .filter(|s| !s.is_empty());
             Error::Kernel {
                 op: op.to_string(),
-                source: io::Error::from_raw_os_error(errno),
+                error: io::Error::from_raw_os_error(errno),
                 detail,
             }
         }
@@ -446,9 +446,7 @@ impl Netlink {
             probe.emit()?,
             "probe ioam6 encapsulation",
         ) {
-            Err(Error::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::EOPNOTSUPP) =>
-            {
+            Err(Error::Kernel { error, .. }) if error.raw_os_error() == Some(libc::EOPNOTSUPP) => {
                 Ok(false)
             }
             Err(Error::Kernel { .. }) => Ok(true),
