@@ -46,6 +46,7 @@
 //! never deletes what the plan does not name, and never touches routes it
 //! did not install (they carry `rtm_protocol` [`nl::route::RTPROT_CLT`]) on
 //! teardown.
+#![deny(unsafe_code)]
 
 pub mod nl;
 pub mod plan;
@@ -53,6 +54,8 @@ pub mod socket;
 pub mod sysctl;
 
 pub mod netns;
+// The only module with `unsafe` (socket options and setns).
+#[allow(unsafe_code)]
 mod sys;
 
 pub use plan::{Change, Insertion, Options, Report};
