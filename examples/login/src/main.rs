@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    clt_login_demo::main()
+}

@@ -1,0 +1,539 @@
+//! The outputs: the RTT CSV, the summary table, the plots and one enriched
+//! login span read back from the collector's store.
+
+use crate::load::{CSV_HEADER, RunSpec, SERVICE, SPAN_NAME, Sample};
+use crate::stats::{self, Estimate};
+use anyhow::{Context, Result};
+use clt_collector::model::{AttrValue, OutSpan};
+use clt_collector::store::Store;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Bootstrap resamples for the confidence intervals.
+pub const ROUNDS: usize = 1_000;
+
+/// Per-phase statistics.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseStats {
+    pub run: String,
+    pub phase: usize,
+    pub name: String,
+    pub congested: bool,
+    pub clt: bool,
+    pub requests: usize,
+    pub rate: f64,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+}
+
+pub fn rtts<'a>(samples: &'a [Sample], run: &'a str, phase: usize) -> Vec<f64> {
+    samples
+        .iter()
+        .filter(|s| s.run == run && s.phase == phase)
+        .map(|s| s.rtt_ms)
+        .collect()
+}
+
+pub fn phase_stats(spec: &RunSpec, samples: &[Sample]) -> Vec<PhaseStats> {
+    spec.phases
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let in_phase: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.run == spec.name && s.phase == i)
+                .collect();
+            let r: Vec<f64> = in_phase.iter().map(|s| s.rtt_ms).collect();
+            let span = match (in_phase.first(), in_phase.last()) {
+                (Some(a), Some(b)) if b.t_s > a.t_s => b.t_s - a.t_s,
+                _ => f64::NAN,
+            };
+            let q = |x| stats::quantile(&r, x).unwrap_or(f64::NAN);
+            PhaseStats {
+                run: spec.name.to_string(),
+                phase: i,
+                name: p.name.to_string(),
+                congested: p.congested,
+                clt: p.clt,
+                requests: r.len(),
+                rate: r.len().saturating_sub(1) as f64 / span,
+                median_ms: q(0.5),
+                p95_ms: q(0.95),
+                p99_ms: q(0.99),
+            }
+        })
+        .collect()
+}
+
+/// The length of the blocks the noise is estimated from.
+pub const BLOCK_SECS: f64 = 1.0;
+
+/// A phase's RTTs cut into [`BLOCK_SECS`] blocks, from its first request.
+pub fn blocks(samples: &[Sample], run: &str, phase: usize) -> Vec<Vec<f64>> {
+    let in_phase: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.run == run && s.phase == phase)
+        .collect();
+    let Some(first) = in_phase.first().map(|s| s.t_s) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Vec<f64>> = Vec::new();
+    for s in in_phase {
+        let b = ((s.t_s - first) / BLOCK_SECS) as usize;
+        if out.len() <= b {
+            out.resize(b + 1, Vec::new());
+        }
+        out[b].push(s.rtt_ms);
+    }
+    out
+}
+
+/// CLT's effect and the noise it is compared with, for one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    pub what: String,
+    /// `median(with CLT) - median(without)`, ms, with a 95% bootstrap CI.
+    pub clt_effect: Option<Estimate>,
+    /// `median(second CLT-off phase) - median(first)`, ms, with its CI.
+    pub off_off: Option<Estimate>,
+    /// The noise between two repeated runs without CLT, ms: the 95%
+    /// quantile of `|median(A) - median(B)|` over random splits of the
+    /// CLT-off phases' one-second blocks into halves A and B
+    /// ([`stats::block_split_noise`]).
+    pub noise: Option<f64>,
+}
+
+/// For the congestion run: congested+CLT against congested. For the
+/// overhead run: CLT against both CLT-off phases pooled, and the noise
+/// between those two phases.
+pub fn comparison(spec: &RunSpec, samples: &[Sample]) -> Comparison {
+    let with: Vec<usize> = (0..spec.phases.len())
+        .filter(|&i| spec.phases[i].clt)
+        .collect();
+    let Some(&on) = with.first() else {
+        return Comparison {
+            what: "no CLT phase".into(),
+            clt_effect: None,
+            off_off: None,
+            noise: None,
+        };
+    };
+    let cong = spec.phases[on].congested;
+    let offs: Vec<usize> = (0..spec.phases.len())
+        .filter(|&i| !spec.phases[i].clt && spec.phases[i].congested == cong)
+        .collect();
+    let on_r = rtts(samples, spec.name, on);
+    let pooled: Vec<f64> = offs
+        .iter()
+        .flat_map(|&i| rtts(samples, spec.name, i))
+        .collect();
+    let off_off = match offs.as_slice() {
+        [a, b, ..] => {
+            let (a, b) = (rtts(samples, spec.name, *a), rtts(samples, spec.name, *b));
+            stats::median_diff(&a, &b, ROUNDS, 0.95)
+        }
+        _ => None,
+    };
+    let noise = if offs.len() >= 2 {
+        let all: Vec<Vec<f64>> = offs
+            .iter()
+            .flat_map(|&i| blocks(samples, spec.name, i))
+            .collect();
+        stats::block_split_noise(&all, ROUNDS, 0.95)
+    } else {
+        None
+    };
+    Comparison {
+        what: format!(
+            "{}: median({}) - median({})",
+            spec.name,
+            spec.phases[on].name,
+            offs.iter()
+                .map(|&i| spec.phases[i].name)
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
+        clt_effect: stats::median_diff(&pooled, &on_r, ROUNDS, 0.95),
+        off_off,
+        noise,
+    }
+}
+
+fn est(e: &Option<Estimate>) -> String {
+    match e {
+        Some(e) => format!("{:+.4} ms [95% CI {:+.4}, {:+.4}]", e.value, e.lo, e.hi),
+        None => "n/a".into(),
+    }
+}
+
+pub fn summary_markdown(
+    runs: &[RunSpec],
+    samples: &[Sample],
+    join: &clt_collector::JoinStats,
+    span_coverage: &str,
+) -> (String, Vec<Comparison>) {
+    let mut s = String::from("# CLT login demo: summary\n\n");
+    let mut comps = Vec::new();
+    for spec in runs {
+        let _ = writeln!(s, "## {} ({})\n", spec.name, spec.title);
+        let _ = writeln!(
+            s,
+            "| phase | congested | CLT | requests | req/s | median ms | p95 ms | p99 ms |"
+        );
+        let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|");
+        for p in phase_stats(spec, samples) {
+            let _ = writeln!(
+                s,
+                "| {} {} | {} | {} | {} | {:.1} | {:.3} | {:.3} | {:.3} |",
+                p.phase + 1,
+                p.name,
+                if p.congested { "yes" } else { "no" },
+                if p.clt { "on" } else { "off" },
+                p.requests,
+                p.rate,
+                p.median_ms,
+                p.p95_ms,
+                p.p99_ms
+            );
+        }
+        let c = comparison(spec, samples);
+        let _ = writeln!(s, "\nCLT effect, {}: {}", c.what, est(&c.clt_effect));
+        if c.off_off.is_some() {
+            let _ = writeln!(
+                s,
+                "\nmedian(second CLT-off phase) - median(first): {}\n\nNoise between two repeated runs without CLT (95% quantile of |median(A) - median(B)| over random splits of the CLT-off phases' {BLOCK_SECS} s blocks into halves A, B): {:.4} ms",
+                est(&c.off_off),
+                c.noise.unwrap_or(f64::NAN)
+            );
+            if let (Some(e), Some(n)) = (&c.clt_effect, c.noise) {
+                let _ = writeln!(
+                    s,
+                    "\nCLT's median shift |{:.4}| ms is {} the noise bound {:.4} ms.",
+                    e.value,
+                    if e.value.abs() < n {
+                        "below"
+                    } else {
+                        "NOT below"
+                    },
+                    n
+                );
+            }
+        }
+        let _ = writeln!(s);
+        comps.push(c);
+    }
+    let _ = writeln!(
+        s,
+        "## Collector\n\nspans received {}, IOAM traces received {} (matched {}), spans enriched {}, traces expired unmatched {}, dropped {} spans / {} traces.\n\n{span_coverage}",
+        join.spans_received,
+        join.traces_received,
+        join.traces_matched,
+        join.spans_enriched,
+        join.traces_expired_unmatched,
+        join.spans_dropped,
+        join.traces_dropped
+    );
+    (s, comps)
+}
+
+fn int(s: &OutSpan, name: &str) -> Option<i64> {
+    match s.attr(name)? {
+        AttrValue::Int(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn service(s: &OutSpan) -> String {
+    s.resource
+        .iter()
+        .find(|(k, _)| k == "service.name")
+        .map(|(_, v)| match v {
+            AttrValue::Str(s) => s.clone(),
+            other => format!("{other:?}"),
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+fn value(v: &AttrValue) -> String {
+    match v {
+        AttrValue::Str(s) => format!("{s:?}"),
+        AttrValue::Int(i) => i.to_string(),
+        AttrValue::Double(d) => d.to_string(),
+        AttrValue::Bool(b) => b.to_string(),
+    }
+}
+
+/// The network spans in `spans`, by their parent (the login span) id.
+pub fn network_spans(spans: &[OutSpan]) -> HashMap<(u128, u64), &OutSpan> {
+    spans
+        .iter()
+        .filter(|s| s.attr("ioam.hop.count").is_some() && s.parent_span_id != 0)
+        .map(|s| ((s.trace_id, s.parent_span_id), s))
+        .collect()
+}
+
+/// The router's queue depth on a network span: the largest value the
+/// router's hop (node id 2, hop 1) recorded over the span's packets.
+pub fn router_queue_depth(net: &OutSpan) -> Option<i64> {
+    let hops = int(net, "ioam.hop.count")?;
+    (0..hops)
+        .find(|h| int(net, &format!("ioam.hop.{h}.node_id.last")) == Some(2))
+        .and_then(|h| int(net, &format!("ioam.hop.{h}.queue_depth.max")))
+}
+
+/// A trace the way Jaeger's trace view shows it: the span tree with
+/// service, operation, offset and duration bars, then each span's tags,
+/// and the network span's hops in path order.
+pub fn jaeger_view(spans: &[&OutSpan]) -> String {
+    let mut s = String::new();
+    let Some(root) = spans
+        .iter()
+        .find(|s| s.parent_span_id == 0)
+        .or(spans.first())
+    else {
+        return "no spans\n".into();
+    };
+    let t0 = spans
+        .iter()
+        .map(|s| s.start_ns)
+        .min()
+        .unwrap_or(root.start_ns);
+    let t1 = spans.iter().map(|s| s.end_ns).max().unwrap_or(root.end_ns);
+    let total = (t1.saturating_sub(t0)).max(1) as f64;
+    let services: std::collections::BTreeSet<String> = spans.iter().map(|s| service(s)).collect();
+    let _ = writeln!(
+        s,
+        "{}: {}   Trace {:032x}\nDuration {:.3} ms   Services {}   Depth 2   Total spans {}\n",
+        service(root),
+        root.name,
+        root.trace_id,
+        total / 1e6,
+        services.len(),
+        spans.len()
+    );
+    let _ = writeln!(
+        s,
+        "{:<44} {:>10} {:>11}  {}",
+        "Service & Operation", "offset ms", "duration ms", "timeline"
+    );
+    let width = 40.0;
+    let mut ordered: Vec<(usize, &OutSpan)> = vec![(0, root)];
+    ordered.extend(
+        spans
+            .iter()
+            .filter(|c| c.parent_span_id == root.span_id && c.span_id != root.span_id)
+            .map(|c| (1, *c)),
+    );
+    for (depth, sp) in &ordered {
+        let off = sp.start_ns.saturating_sub(t0) as f64;
+        let dur = sp.end_ns.saturating_sub(sp.start_ns) as f64;
+        let a = (off / total * width).round() as usize;
+        let b = (((off + dur) / total * width).round() as usize).clamp(a + 1, width as usize);
+        let bar: String = (0..width as usize)
+            .map(|i| if i >= a && i < b { '#' } else { '.' })
+            .collect();
+        let label = format!("{}{} {}", "  ".repeat(*depth), service(sp), sp.name);
+        let _ = writeln!(
+            s,
+            "{label:<44} {:>10.3} {:>11.3}  |{bar}|",
+            off / 1e6,
+            dur / 1e6
+        );
+    }
+    for (_, sp) in &ordered {
+        let _ = writeln!(
+            s,
+            "\n{} {} (span {:016x}, parent {:016x})\n  Tags:",
+            service(sp),
+            sp.name,
+            sp.span_id,
+            sp.parent_span_id
+        );
+        for (k, v) in &sp.attributes {
+            if k.starts_with("ioam.hop.") {
+                continue;
+            }
+            let _ = writeln!(s, "    {k} = {}", value(v));
+        }
+        let Some(hops) = int(sp, "ioam.hop.count") else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "  Hops (attributes ioam.hop.<i>.<field>.min/max/last over {} packet(s)):",
+            int(sp, "ioam.packets").unwrap_or(0)
+        );
+        let _ = writeln!(
+            s,
+            "    {:<4} {:>7} {:>9} {:>9} {:>9} {:>27} {:>8}",
+            "hop",
+            "node_id",
+            "ingress",
+            "egress",
+            "hop_limit",
+            "queue_depth B (min/max/last)",
+            "packets"
+        );
+        for h in 0..hops {
+            let f = |name: &str| int(sp, &format!("ioam.hop.{h}.{name}.last"));
+            let show = |v: Option<i64>, unavailable: i64| match v {
+                Some(x) if x != unavailable => x.to_string(),
+                _ => "-".into(),
+            };
+            let q = |w| int(sp, &format!("ioam.hop.{h}.queue_depth.{w}"));
+            let queue = match (q("min"), q("max"), q("last")) {
+                (Some(a), Some(b), Some(c)) => format!("{a}/{b}/{c}"),
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "    {:<4} {:>7} {:>9} {:>9} {:>9} {:>27} {:>8}",
+                h,
+                show(f("node_id"), -1),
+                show(f("ingress_if_id"), 0xffff),
+                show(f("egress_if_id"), 0xffff),
+                show(f("hop_limit"), -1),
+                queue,
+                show(int(sp, &format!("ioam.hop.{h}.packets")), -1)
+            );
+        }
+        if !sp.events.is_empty() {
+            let _ = writeln!(s, "  Logs (ioam.hop events, along the path):");
+            for e in &sp.events {
+                let attrs: Vec<String> = e
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", value(v)))
+                    .collect();
+                let _ = writeln!(s, "    {} {}", e.name, attrs.join(" "));
+            }
+        }
+    }
+    s
+}
+
+/// Writes every output; prints the summary and the span.
+pub fn write_all(
+    out: &Path,
+    runs: &[RunSpec],
+    samples: &[Sample],
+    store_path: &Path,
+    join: &clt_collector::JoinStats,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let csv = out.join("rtt.csv");
+    let mut text = String::from(CSV_HEADER);
+    text.push('\n');
+    for s in samples {
+        text.push_str(&s.csv_line());
+        text.push('\n');
+    }
+    std::fs::write(&csv, text).with_context(|| format!("writing {}", csv.display()))?;
+    files.push(csv);
+
+    for spec in runs {
+        for ext in ["png", "svg"] {
+            let p = out.join(format!("rtt-{}.{ext}", spec.name));
+            crate::plot::rtt_plot(&p, spec, samples)
+                .with_context(|| format!("plotting {}", p.display()))?;
+            files.push(p);
+        }
+    }
+
+    // Read the spans back from the collector's embedded store.
+    let store = Store::open(store_path, usize::MAX)
+        .map_err(|e| anyhow::anyhow!("opening the collector's store: {e}"))?;
+    let spans = store
+        .spans(None)
+        .map_err(|e| anyhow::anyhow!("reading the collector's store: {e}"))?;
+    let nets = network_spans(&spans);
+    let key = |s: &Sample| -> Option<(u128, u64)> {
+        Some((
+            u128::from_str_radix(&s.trace_id, 16).ok()?,
+            u64::from_str_radix(&s.span_id, 16).ok()?,
+        ))
+    };
+    let mut coverage = String::from(
+        "Network spans per phase (requests with an enriched span / requests; router queue depth max, median over the phase):\n\n",
+    );
+    for spec in runs {
+        for (i, p) in spec.phases.iter().enumerate() {
+            let in_phase: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| s.run == spec.name && s.phase == i)
+                .collect();
+            let depths: Vec<f64> = in_phase
+                .iter()
+                .filter_map(|s| nets.get(&key(s)?))
+                .filter_map(|n| router_queue_depth(n))
+                .map(|d| d as f64)
+                .collect();
+            let enriched = in_phase
+                .iter()
+                .filter(|s| key(s).is_some_and(|k| nets.contains_key(&k)))
+                .count();
+            let _ = writeln!(
+                coverage,
+                "- {} {}: {enriched} / {}{}",
+                spec.name,
+                p.name,
+                in_phase.len(),
+                stats::median(&depths)
+                    .map(|m| format!(", router queue depth {m:.0} B"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+
+    let (md, comps) = summary_markdown(runs, samples, join, &coverage);
+    println!("{md}");
+    let md_path = out.join("summary.md");
+    std::fs::write(&md_path, &md)?;
+    files.push(md_path);
+    let phases: Vec<PhaseStats> = runs.iter().flat_map(|r| phase_stats(r, samples)).collect();
+    let json_path = out.join("summary.json");
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&serde_json::json!({
+            "phases": phases,
+            "comparisons": comps,
+        }))?,
+    )?;
+    files.push(json_path);
+
+    // One login span from phase three (congested, CLT on) with its network
+    // span: the enriched request nearest the phase's median RTT.
+    let phase3: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.run == "congestion" && s.phase == 2)
+        .filter(|s| key(s).is_some_and(|k| nets.contains_key(&k)))
+        .collect();
+    let med = stats::median(&phase3.iter().map(|s| s.rtt_ms).collect::<Vec<_>>());
+    let chosen = med.and_then(|m| {
+        phase3
+            .iter()
+            .min_by(|a, b| (a.rtt_ms - m).abs().total_cmp(&(b.rtt_ms - m).abs()))
+    });
+    let view = match chosen.and_then(|s| key(s)) {
+        Some((trace, _)) => {
+            let in_trace: Vec<&OutSpan> = spans.iter().filter(|s| s.trace_id == trace).collect();
+            format!(
+                "One login span from phase three (congested, CLT on), read back from the collector's store ({} / {SPAN_NAME} and its network span):\n\n{}",
+                SERVICE,
+                jaeger_view(&in_trace)
+            )
+        }
+        None => "no enriched login span in phase three\n".to_string(),
+    };
+    println!("{view}");
+    let span_path = out.join("login-span.txt");
+    std::fs::write(&span_path, &view)?;
+    files.push(span_path);
+    println!("wrote:");
+    for f in &files {
+        println!("  {}", f.display());
+    }
+    Ok(files)
+}
