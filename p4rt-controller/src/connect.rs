@@ -74,8 +74,12 @@ pub async fn connect(
         })?
         .connect_timeout(timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20));
+        // TCP keepalive, not HTTP/2 pings: gRPC C++ servers (bmv2, Stratum)
+        // answer pings more frequent than every 5 minutes on an idle stream
+        // with GOAWAY "too_many_pings", which would break the StreamChannel.
+        .tcp_keepalive(Some(Duration::from_secs(30)))
+        // Reads of whole tables and large write batches: let the window grow.
+        .http2_adaptive_window(true);
     if let Some(tls) = tls {
         endpoint = endpoint
             .tls_config(tls.client_config()?)
