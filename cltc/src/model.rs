@@ -1242,7 +1242,7 @@ impl Cx<'_> {
             None => Sample { k: 1, n: 1 },
         };
         // The path: shortest from `from` to `to`, ties to the lowest neighbour.
-        bfs.run(adj, [to]);
+        bfs.run_until(adj, [to], Some(from));
         if bfs.dist[from.0 as usize] == u32::MAX {
             if self.links_broken {
                 return None;
@@ -1832,6 +1832,18 @@ impl Bfs {
     }
 
     fn run(&mut self, adj: &[Vec<Adj>], sources: impl IntoIterator<Item = NodeIdx>) {
+        self.run_until(adj, sources, None);
+    }
+
+    /// Like `run`, but stops once `target` is reached: every node closer to
+    /// the sources than `target` is then settled, which is all `next_hop`
+    /// needs on the way from `target` to the sources.
+    fn run_until(
+        &mut self,
+        adj: &[Vec<Adj>],
+        sources: impl IntoIterator<Item = NodeIdx>,
+        target: Option<NodeIdx>,
+    ) {
         for &t in &self.touched {
             self.dist[t] = u32::MAX;
         }
@@ -1852,6 +1864,10 @@ impl Bfs {
                     self.dist[y] = d;
                     self.touched.push(y);
                     self.queue.push_back(y);
+                    if target == Some(a.node) {
+                        self.queue.clear();
+                        return;
+                    }
                 }
             }
         }
