@@ -478,6 +478,23 @@ impl Session {
         Ok((batches, errors))
     }
 
+    /// Reads back the program's writable tables and returns what would
+    /// still have to be written to reach `desired`: an empty plan means the
+    /// device holds exactly the compiled entries (a rollout's verification
+    /// step). Writes nothing; works as a backup too.
+    pub async fn verify(&mut self, info: &P4InfoIndex, desired: &[p4::TableEntry]) -> Result<Plan> {
+        let tables: Vec<u32> = info.writable_tables().collect();
+        let installed = self.read_table_entries(&tables).await?;
+        // Default entries are not part of a wildcard read: compare only the
+        // match entries.
+        let desired: Vec<p4::TableEntry> = desired
+            .iter()
+            .filter(|e| !e.is_default_action)
+            .cloned()
+            .collect();
+        Ok(diff(&installed, &desired))
+    }
+
     /// Reads what the device has in the program's writable tables, diffs it
     /// against `desired`, and writes only the difference.
     pub async fn reconcile(

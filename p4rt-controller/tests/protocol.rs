@@ -491,3 +491,26 @@ async fn an_unreachable_device_is_retried_with_backoff() {
         .expect("stops promptly")
         .unwrap();
 }
+
+#[tokio::test]
+async fn verify_reads_back_without_writing() {
+    let (sw, addr) = FakeSwitch::start().await;
+    let info = P4InfoIndex::new(p4info());
+    let mut s = session(addr, 1).await;
+    s.ensure_pipeline(&pipeline(b"v1")).await.unwrap();
+    let desired = routes(10);
+    assert_eq!(s.verify(&info, &desired).await.unwrap().insert.len(), 10);
+    s.reconcile(&info, &desired, 4)
+        .await
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let calls = sw.state().write_calls;
+    assert!(s.verify(&info, &desired).await.unwrap().is_empty());
+    // Changed behind the controller's back: verification sees it.
+    let key = sw.state().tables.keys().nth(3).cloned().unwrap();
+    sw.state().tables.get_mut(&key).unwrap().action = routes(10)[0].action.clone();
+    let plan = s.verify(&info, &desired).await.unwrap();
+    assert_eq!((plan.modify.len(), plan.len()), (1, 1));
+    assert_eq!(sw.state().write_calls, calls, "verify never writes");
+}
