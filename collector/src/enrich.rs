@@ -287,6 +287,55 @@ impl PathAgg {
     }
 }
 
+/// Attribute names of one hop, made once (formatting them per span was the
+/// join's main cost).
+struct HopKeys {
+    packets: String,
+    /// Per `FIELDS` entry: `.min`, `.max`, `.last`, and the event's name.
+    fields: Vec<[String; 4]>,
+}
+
+impl HopKeys {
+    fn new(hop: usize) -> HopKeys {
+        let prefix = format!("ioam.hop.{hop}");
+        HopKeys {
+            packets: format!("{prefix}.packets"),
+            fields: FIELDS
+                .iter()
+                .map(|d| {
+                    [
+                        format!("{prefix}.{}.min", d.name),
+                        format!("{prefix}.{}.max", d.name),
+                        format!("{prefix}.{}.last", d.name),
+                        format!("ioam.{}", d.name),
+                    ]
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Precomputed names for paths up to this many hops (more are formatted).
+const CACHED_HOPS: usize = 64;
+
+fn hop_keys(hop: usize) -> std::borrow::Cow<'static, HopKeys> {
+    static KEYS: std::sync::OnceLock<Vec<HopKeys>> = std::sync::OnceLock::new();
+    let keys = KEYS.get_or_init(|| (0..CACHED_HOPS).map(HopKeys::new).collect());
+    match keys.get(hop) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(HopKeys::new(hop)),
+    }
+}
+
+impl Clone for HopKeys {
+    fn clone(&self) -> Self {
+        HopKeys {
+            packets: self.packets.clone(),
+            fields: self.fields.clone(),
+        }
+    }
+}
+
 /// The span id of the network span under `parent`: a fixed mix of the
 /// parent's, so a replay yields the same id.
 pub fn network_span_id(parent: u64) -> u64 {
@@ -370,19 +419,19 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
     let mut events = Vec::with_capacity(agg.hops());
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     for hop in 0..agg.hops() {
-        let prefix = format!("ioam.hop.{hop}");
-        attrs.push((format!("{prefix}.packets"), agg.hop_packets[hop].into()));
+        let keys = hop_keys(hop);
+        attrs.push((keys.packets.clone(), agg.hop_packets[hop].into()));
         let mut ev_attrs: Attributes = vec![("ioam.hop.index".into(), (hop as u32).into())];
         for (j, &fi) in agg.fields.iter().enumerate() {
-            let def = &FIELDS[usize::from(fi)];
             let s = agg.stats[hop * nf + j];
             if s.is_empty() {
                 continue;
             }
-            attrs.push((format!("{prefix}.{}.min", def.name), s.min.into()));
-            attrs.push((format!("{prefix}.{}.max", def.name), s.max.into()));
-            attrs.push((format!("{prefix}.{}.last", def.name), s.last.into()));
-            ev_attrs.push((format!("ioam.{}", def.name), s.last.into()));
+            let [k_min, k_max, k_last, k_event] = &keys.fields[usize::from(fi)];
+            attrs.push((k_min.clone(), s.min.into()));
+            attrs.push((k_max.clone(), s.max.into()));
+            attrs.push((k_last.clone(), s.last.into()));
+            ev_attrs.push((k_event.clone(), s.last.into()));
         }
         let time = agg.hop_time_ns(hop);
         if let Some(t) = time {

@@ -35,11 +35,10 @@ impl Store {
         let tx = self.db.begin_write().map_err(err)?;
         {
             let mut t = tx.open_table(SPANS).map_err(err)?;
-            let mut next = t.last().map_err(err)?.map_or(0, |(k, _)| k.value() + 1);
-            for s in spans {
+            let first = t.last().map_err(err)?.map_or(0, |(k, _)| k.value() + 1);
+            for (seq, s) in (first..).zip(spans) {
                 let json = serde_json::to_vec(s).map_err(err)?;
-                t.insert(next, json.as_slice()).map_err(err)?;
-                next += 1;
+                t.insert(seq, json.as_slice()).map_err(err)?;
             }
             let len = t.len().map_err(err)? as usize;
             for _ in self.max_spans..len {

@@ -6,6 +6,9 @@
 //! The enriched span's hop fields are checked against what the nodes were
 //! configured to write. Needs root and IOAM6 in the kernel; skips otherwise.
 
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;
@@ -141,7 +144,7 @@ fn policy() -> cltc::artifact::linux::EncapPolicy {
         trace_type: clt_wire::TraceType::from_bits(TRACE_TYPE),
         size: 60, // three 20-byte entries
         context_w3c: true,
-        dst: "db02::/64".parse().unwrap(),
+        dst: "db02::/64".parse().expect("prefix"),
         src: None,
         proto: None,
         dport: None,

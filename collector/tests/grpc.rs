@@ -2,6 +2,9 @@
 //! IOAM traces from tonic clients (both public API variants and CLT's own),
 //! export to a real OTLP/gRPC receiver; and the error statuses.
 
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

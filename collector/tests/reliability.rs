@@ -1,6 +1,9 @@
 //! Downstream outages and floods: nothing lost within the bounds, and what
 //! does not fit is counted.
 
+// Test helpers outside #[test] functions unwrap too.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,6 +1,6 @@
 //! A real OTLP/gRPC receiver for tests (a tonic server implementing the
 //! opentelemetry-proto TraceService) and helpers to start the collector.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
