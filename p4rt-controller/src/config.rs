@@ -15,6 +15,7 @@
 //! election_id = 1                 # default 1
 //! role = "clt"                    # default: the default role
 //! batch_size = 1000               # updates per Write
+//! resync_secs = 60                # reconcile again while primary; 0: never
 //! p4info = "out/login/r1.p4info.txtpb"
 //! entries = "out/login/r1.entries.txtpb"
 //! device_config = "out/login/r1.json"
@@ -88,6 +89,12 @@ struct RawDevice {
     tls: Option<TlsOptions>,
     #[serde(default)]
     digest: DigestConfig,
+    #[serde(default = "default_resync_secs")]
+    resync_secs: u64,
+}
+
+fn default_resync_secs() -> u64 {
+    60
 }
 
 /// The part of `cltc compile`'s `manifest.json` the controller reads.
@@ -195,6 +202,8 @@ pub struct DeviceConfig {
     pub inputs: InputPaths,
     pub tls: Option<TlsOptions>,
     pub digest: DigestConfig,
+    /// Seconds between periodic reconciles while primary; 0 disables.
+    pub resync_secs: u64,
 }
 
 fn default_election_id() -> u64 {
@@ -275,6 +284,7 @@ fn resolve(raw: RawDevice, base: &Path) -> Result<DeviceConfig> {
         inputs,
         tls,
         digest: raw.digest,
+        resync_secs: raw.resync_secs,
     })
 }
 
@@ -321,6 +331,7 @@ impl Config {
                         program: None,
                         tls: None,
                         digest: DigestConfig::default(),
+                        resync_secs: default_resync_secs(),
                     },
                     Path::new("."),
                 )

@@ -31,6 +31,10 @@ pub struct DeviceSpec {
     pub connect_timeout: Duration,
     /// First and longest delay between reconnects.
     pub backoff: (Duration, Duration),
+    /// While primary, reconcile again this often, repairing entries changed
+    /// behind the controller's back (`None`: only on (re)connect and on
+    /// regaining primacy).
+    pub resync: Option<Duration>,
 }
 
 impl DeviceSpec {
@@ -46,6 +50,7 @@ impl DeviceSpec {
             digest: d.digest.clone(),
             connect_timeout: Duration::from_secs(5),
             backoff: (Duration::from_millis(200), Duration::from_secs(30)),
+            resync: (d.resync_secs > 0).then(|| Duration::from_secs(d.resync_secs)),
         }
     }
 }
@@ -262,13 +267,28 @@ impl Device {
                 Err(Error::NotPrimary { .. }) => continue,
                 Err(e) => return Err(e),
             }
-            // Installed: wait until primacy is lost or the stream closes.
+            // Installed: resync periodically until primacy is lost or the
+            // stream closes.
             mastership.mark_unchanged();
-            // An error here means the reader ended, which it only does
-            // after publishing Closed: checked just below.
-            let _ = mastership
-                .wait_for(|m| !matches!(m, Mastership::Primary))
-                .await;
+            loop {
+                let lost = mastership.wait_for(|m| !matches!(m, Mastership::Primary));
+                let tick = async {
+                    match self.spec.resync {
+                        Some(every) => tokio::time::sleep(every).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    // An error means the reader ended, which it only does
+                    // after publishing Closed: checked below.
+                    _ = lost => break,
+                    _ = tick => {}
+                }
+                match self.install(session).await {
+                    Ok(_) | Err(Error::NotPrimary { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             self.metrics.primary.get_or_create(&self.label).set(0);
             self.status.send_modify(|s| s.primary = false);
             if let Mastership::Closed(reason) = session.mastership() {

@@ -291,6 +291,7 @@ fn spec(addr: std::net::SocketAddr, name: &str) -> DeviceSpec {
         digest: DigestConfig::default(),
         connect_timeout: Duration::from_secs(2),
         backoff: (Duration::from_millis(20), Duration::from_millis(200)),
+        resync: None,
     }
 }
 
@@ -513,4 +514,56 @@ async fn verify_reads_back_without_writing() {
     let plan = s.verify(&info, &desired).await.unwrap();
     assert_eq!((plan.modify.len(), plan.len()), (1, 1));
     assert_eq!(sw.state().write_calls, calls, "verify never writes");
+}
+
+#[tokio::test]
+async fn the_daemon_repairs_entries_changed_behind_its_back() {
+    let (sw, addr) = FakeSwitch::start().await;
+    let inputs = DeviceInputs {
+        pipeline: pipeline(b"resync"),
+        entries: routes(6),
+        digests: vec![],
+    };
+    let mut spec = spec(addr, "r1");
+    spec.resync = Some(Duration::from_millis(50));
+    let device = Arc::new(Device::new(spec, inputs, None, Metrics::default()).unwrap());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let run = tokio::spawn({
+        let d = device.clone();
+        async move { d.run(stop_rx).await }
+    });
+    let mut status = device.watch_status();
+    status.wait_for(|s| s.installs >= 1).await.unwrap();
+    // An operator deletes one route and adds a stray one by hand.
+    let key = sw.state().tables.keys().next().cloned().unwrap();
+    sw.state().tables.remove(&key);
+    let stray = route(
+        Ipv6Addr::new(0x2001, 0xdb8, 0xff, 0, 0, 0, 0, 0),
+        64,
+        1,
+        [2, 0, 0, 0, 0, 1],
+    );
+    sw.state().tables.insert(
+        clt_controller::reconcile::EntryKey::of(&stray),
+        stray.clone(),
+    );
+    let s = tokio::time::timeout(
+        Duration::from_secs(5),
+        status.wait_for(|s| {
+            s.last_report
+                .as_ref()
+                .is_some_and(|r| r.inserted == 1 && r.deleted == 1)
+        }),
+    )
+    .await
+    .expect("repaired in time")
+    .unwrap()
+    .clone();
+    assert_eq!(s.sessions, 1, "repaired without reconnecting");
+    let tables = sw.state().tables.clone();
+    assert_eq!(tables.len(), 6);
+    assert!(tables.contains_key(&key));
+    assert!(!tables.contains_key(&clt_controller::reconcile::EntryKey::of(&stray)));
+    stop.send_replace(true);
+    run.await.unwrap();
 }
