@@ -107,7 +107,13 @@ pub fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     watch_signals();
-    run(&args).map(|_| ())
+    match run(&args) {
+        Err(e) if INTERRUPTED.load(Ordering::Relaxed) => {
+            eprintln!("stopped: {e}; the namespaces are removed");
+            std::process::exit(130);
+        }
+        r => r.map(|_| ()),
+    }
 }
 
 /// Ctrl-C and SIGTERM set [`INTERRUPTED`] instead of killing the process,

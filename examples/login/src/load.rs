@@ -104,7 +104,7 @@ pub struct Sample {
     /// 0-based phase index within the run.
     pub phase: usize,
     pub phase_name: String,
-    /// Seconds since the run's first request.
+    /// When the request started, in seconds since the run's first one.
     pub t_s: f64,
     /// From just before `CLT.enable` to just after `CLT.disable` (or the
     /// same points without CLT): the request and its whole response.
@@ -294,7 +294,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn show(&mut self, run: &str, i: usize, n: usize, phase: &Phase, t: f64, sent: u64, rtt: f64) {
+    fn show(&mut self, spec: &RunSpec, i: usize, t: f64, sent: usize, rtt: f64) {
         if !self.tty || self.last.elapsed() < Duration::from_millis(200) {
             return;
         }
@@ -302,9 +302,11 @@ impl Progress {
         let mut e = std::io::stderr().lock();
         let _ = write!(
             e,
-            "\r\x1b[2K[{run} {}/{n}] {:<14} {t:6.1} s  sent {sent:>6}  rtt {rtt:9.3} ms",
+            "\r\x1b[2K[{} {}/{}] {:<14} {t:6.1} s  sent {sent:>6}  rtt {rtt:9.3} ms",
+            spec.name,
             i + 1,
-            phase.name
+            spec.phases.len(),
+            spec.phases[i].name
         );
         let _ = e.flush();
     }
@@ -458,16 +460,8 @@ async fn one_run(
                 i64::from(status),
             ));
             span.end();
-            let t_s = t0.elapsed().as_secs_f64();
-            progress.show(
-                spec.name,
-                i,
-                spec.phases.len(),
-                phase,
-                t_s,
-                out.len() as u64 + 1,
-                rtt,
-            );
+            let t_s = started.duration_since(t0).as_secs_f64();
+            progress.show(spec, i, t_s, out.len() + 1, rtt);
             out.push(Sample {
                 run: spec.name.to_string(),
                 phase: i,

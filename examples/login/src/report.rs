@@ -315,8 +315,8 @@ pub fn jaeger_view(spans: &[&OutSpan]) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<44} {:>10} {:>11}  {}",
-        "Service & Operation", "offset ms", "duration ms", "timeline"
+        "{:<44} {:>10} {:>11}  timeline",
+        "Service & Operation", "offset ms", "duration ms"
     );
     let width = 40.0;
     let mut ordered: Vec<(usize, &OutSpan)> = vec![(0, root)];

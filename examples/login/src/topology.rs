@@ -212,7 +212,7 @@ impl Default for Congestion {
             rate_kbit: 10_000,
             burst_bytes: 32_000,
             limit_bytes: 250_000,
-            flows: 12,
+            flows: 8,
         }
     }
 }
