@@ -96,10 +96,12 @@ pub struct Node {
     pub p4runtime: Option<P4Runtime>,
     /// The domains this node takes part in (it appears on a policy path).
     pub domains: Vec<DomainIdx>,
-    /// IPv6 routes towards every prefix of the fabric that is not on-link,
-    /// from shortest paths over the links (ties go to the neighbour declared
-    /// first). A node with a single linked interface gets one default route
-    /// (`::/0`) instead.
+    /// IPv6 routes, compacted: every fabric prefix that is not on-link is
+    /// forwarded along a shortest path over the links (ties go to the
+    /// neighbour declared first). The default route (`::/0`, first when
+    /// present) goes to the next hop most prefixes use; the other routes are
+    /// the prefixes with another next hop, in declaration order. Following
+    /// defaults from any node never loops. See docs/policy-language.md.
     pub routes: Vec<Route>,
     /// What the node does for each policy whose path crosses it.
     pub roles: Vec<RoleAssignment>,

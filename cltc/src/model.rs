@@ -1539,6 +1539,16 @@ impl Cx<'_> {
         }
     }
 
+    /// Routes, compacted: every node forwards each fabric prefix it is not on
+    /// along a shortest path (ties to the neighbour declared first); its
+    /// default route (`::/0`) goes to the next hop most prefixes use, and only
+    /// the prefixes with another next hop get a route of their own. Defaults
+    /// never form a loop (see `break_default_loops`).
+    ///
+    /// Cost: one breadth-first search per distinct anchor (the nodes a
+    /// prefix is on, a stub replaced by its neighbour: every path to a host
+    /// goes through its switch), so a leaf-spine fabric needs one per leaf,
+    /// not one per host.
     fn routes(&mut self, m: &mut Model) {
         let adj = adjacency(&m.graph, &m.nodes);
         let n = m.nodes.len();
@@ -1575,60 +1585,181 @@ impl Cx<'_> {
                 }
             }
         }
-        // Connected components, to know where a default route leads.
-        let mut comp = vec![u32::MAX; n];
-        let mut bfs = Bfs::new(n);
-        let mut next_comp = 0;
-        for s in 0..n {
-            if comp[s] != u32::MAX {
-                continue;
-            }
-            bfs.run(&adj, [NodeIdx(s as u32)]);
-            for &t in &bfs.touched {
-                comp[t] = next_comp;
-            }
-            next_comp += 1;
-        }
         let degree: Vec<usize> = adj.iter().map(|a| a.len()).collect();
-        let mut routes: Vec<Vec<Route>> = vec![Vec::new(); n];
-        let mut forwards = vec![false; n];
-        let mut mac_errors: Vec<(NodeIdx, u32)> = Vec::new();
-        // Stub nodes (one neighbour) get one default route.
-        for x in 0..n {
-            if degree[x] != 1 {
-                continue;
+        let stub_peer = |v: NodeIdx| (degree[v.0 as usize] == 1).then(|| adj[v.0 as usize][0]);
+        // Group prefixes by anchor. `except[x]` lists the prefixes whose
+        // next hop at `x` is not the group's: a replaced stub's own prefix
+        // (none: on-link) and, at its neighbour, the route to the stub.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut anchors: Vec<Vec<NodeIdx>> = Vec::new();
+        let mut group_of_anchor: HashMap<Vec<NodeIdx>, usize> = HashMap::new();
+        let mut group_of = vec![0usize; prefixes.len()];
+        let mut except: Vec<Vec<(usize, Option<Adj>)>> = vec![Vec::new(); n];
+        for (pi, (_, on, _)) in prefixes.iter().enumerate() {
+            let mut anchor = on.clone();
+            if let [v] = on[..]
+                && let Some(a) = stub_peer(v)
+            {
+                anchor = vec![a.node];
+                except[v.0 as usize].push((pi, None));
+                let back = Adj {
+                    node: v,
+                    local: a.remote,
+                    remote: a.local,
+                };
+                except[a.node.0 as usize].push((pi, Some(back)));
+            } else if on.len() > 1 {
+                // A stub linked to another node of the prefix: drop it.
+                let keep: Vec<NodeIdx> = on
+                    .iter()
+                    .copied()
+                    .filter(|&v| {
+                        !stub_peer(v)
+                            .is_some_and(|a| on.contains(&a.node) && degree[a.node.0 as usize] != 1)
+                    })
+                    .collect();
+                if keep.len() < on.len() {
+                    for &v in on.iter().filter(|v| !keep.contains(v)) {
+                        except[v.0 as usize].push((pi, None));
+                    }
+                    anchor = keep;
+                }
             }
-            let a = adj[x][0];
-            let reaches = prefixes.iter().any(|(_, on, _)| {
-                !on.contains(&NodeIdx(x as u32)) && comp[on[0].0 as usize] == comp[x]
+            anchor.sort_unstable();
+            let g = *group_of_anchor.entry(anchor.clone()).or_insert_with(|| {
+                groups.push(Vec::new());
+                anchors.push(anchor);
+                groups.len() - 1
             });
-            if reaches {
-                let default = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0 is valid");
-                routes[x].push(self.route(m, x, a, default, &mut mac_errors));
-                let on_link = link_prefixes(m, x, a);
-                let other_prefix = prefixes.iter().any(|(net, on, _)| {
-                    !on_link.contains(&Some(*net)) && comp[on[0].0 as usize] == comp[x]
-                });
-                if other_prefix {
+            groups[g].push(pi);
+            group_of[pi] = g;
+        }
+        // Per node: the next hop towards each group it is not on.
+        let mut via: Vec<Vec<(usize, Adj)>> = vec![Vec::new(); n];
+        let mut bfs = Bfs::new(n);
+        for (g, anchor) in anchors.iter().enumerate() {
+            bfs.run(&adj, anchor.iter().copied());
+            for &x in &bfs.touched {
+                if bfs.dist[x] == 0 {
+                    continue;
+                }
+                if let Some(a) = bfs.next_hop(&adj, NodeIdx(x as u32)) {
+                    via[x].push((g, a));
+                }
+            }
+        }
+        // Count, per node, how many prefixes each neighbour is the next hop
+        // for; mark the neighbours that forward for others.
+        let mut forwards = vec![false; n];
+        let mut counts: Vec<Vec<usize>> = adj.iter().map(|a| vec![0; a.len()]).collect();
+        let pos = |x: usize, a: Adj| adj[x].binary_search(&a).unwrap_or(0);
+        for x in 0..n {
+            for &(g, a) in &via[x] {
+                // Prefixes of the group that leave through `a` from `x`: all
+                // but the exceptions at `x`.
+                let mut skip: Vec<usize> = except[x]
+                    .iter()
+                    .filter(|(p, _)| group_of[*p] == g)
+                    .map(|(p, _)| *p)
+                    .collect();
+                let routed = groups[g].len() - skip.len();
+                counts[x][pos(x, a)] += routed;
+                for net in link_prefixes(m, x, a).into_iter().flatten() {
+                    if let Some(&p) = by_prefix.get(&net)
+                        && group_of[p] == g
+                        && !skip.contains(&p)
+                    {
+                        skip.push(p);
+                    }
+                }
+                if groups[g].len() > skip.len() {
+                    forwards[a.node.0 as usize] = true;
+                }
+            }
+            for &(p, a) in &except[x] {
+                let Some(a) = a else { continue };
+                counts[x][pos(x, a)] += 1;
+                if !link_prefixes(m, x, a).contains(&Some(prefixes[p].0)) {
                     forwards[a.node.0 as usize] = true;
                 }
             }
         }
-        for (net, on, _) in &prefixes {
-            bfs.run(&adj, on.iter().copied());
-            for &x in &bfs.touched {
-                if degree[x] <= 1 || bfs.dist[x] == 0 {
+        // Defaults: the most used next hop, ties to the first declared; only
+        // where it saves a route (two prefixes or more), or at a node with a
+        // single neighbour (a host), which has nothing but its default.
+        let mut default: Vec<Option<(Adj, usize)>> = (0..n)
+            .map(|x| {
+                let (i, &c) = counts[x]
+                    .iter()
+                    .enumerate()
+                    .max_by(|(i, a), (j, b)| a.cmp(b).then(j.cmp(i)))?;
+                (c >= 2 || (c == 1 && degree[x] == 1)).then(|| (adj[x][i], c))
+            })
+            .collect();
+        break_default_loops(&mut default, &degree);
+        // Explicit routes: prefixes whose next hop differs from what the
+        // node would do without the route. With nested prefixes that is the
+        // route of the closest enclosing prefix the node knows.
+        let parents = enclosing(&prefixes);
+        let nested = parents.iter().any(Option::is_some);
+        let mut routes: Vec<Vec<Route>> = vec![Vec::new(); n];
+        let mut mac_errors: Vec<(NodeIdx, u32)> = Vec::new();
+        let mut hop_of: HashMap<usize, Option<Adj>> = HashMap::new();
+        for x in 0..n {
+            let d = default[x].map(|(a, _)| a);
+            // (prefix, next hop) of every prefix the node routes.
+            let mut all: Vec<(usize, Adj)> = Vec::new();
+            let emit = |p: usize, a: Adj, all: &mut Vec<(usize, Adj)>| {
+                if nested || Some(a) != d {
+                    all.push((p, a));
+                }
+            };
+            for &(g, a) in &via[x] {
+                if !nested && Some(a) == d {
                     continue;
                 }
-                let Some(a) = bfs.next_hop(&adj, NodeIdx(x as u32)) else {
-                    continue;
-                };
-                if !link_prefixes(m, x, a).contains(&Some(*net)) {
-                    forwards[a.node.0 as usize] = true;
+                for &p in &groups[g] {
+                    if !except[x].iter().any(|(q, _)| *q == p) {
+                        emit(p, a, &mut all);
+                    }
                 }
-                let r = self.route(m, x, a, *net, &mut mac_errors);
-                routes[x].push(r);
             }
+            for &(p, a) in &except[x] {
+                if let Some(a) = a {
+                    emit(p, a, &mut all);
+                }
+            }
+            if nested {
+                hop_of.clear();
+                for &(p, a) in &all {
+                    hop_of.insert(p, Some(a));
+                }
+                for iface in &m.nodes[x].interfaces {
+                    if let Some(&p) = iface.address.and_then(|a| by_prefix.get(&a.trunc())) {
+                        hop_of.insert(p, None);
+                    }
+                }
+                all.retain(|&(p, a)| {
+                    let mut up = parents[p];
+                    while let Some(q) = up {
+                        if let Some(h) = hop_of.get(&q) {
+                            return *h != Some(a);
+                        }
+                        up = parents[q];
+                    }
+                    Some(a) != d
+                });
+            }
+            all.sort_unstable_by_key(|&(p, _)| p);
+            let mut r = Vec::with_capacity(all.len() + 1);
+            if let Some(a) = d {
+                let any = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0 is valid");
+                r.push(self.route(m, x, a, any, &mut mac_errors));
+            }
+            for (p, a) in all {
+                r.push(self.route(m, x, a, prefixes[p].0, &mut mac_errors));
+            }
+            routes[x] = r;
         }
         for (x, r) in routes.into_iter().enumerate() {
             m.nodes[x].routes = r;
@@ -1696,6 +1827,65 @@ impl Cx<'_> {
 pub fn packet_floor(prealloc: u32, context_w3c: bool) -> u32 {
     let hbh = (HBH_FIXED + prealloc + if context_w3c { CLT_OPTION } else { 0 }).div_ceil(8) * 8;
     IPV6_TCP + hbh
+}
+
+/// Removes default routes until following them from any node ends at a node
+/// without one: a packet to an address outside the fabric is then dropped
+/// there instead of looping until its hop limit runs out. In each loop the
+/// default that saves the fewest routes goes (a node with one neighbour keeps
+/// its default if any other can go; ties: the node declared first); that
+/// node gets explicit routes instead.
+fn break_default_loops(default: &mut [Option<(Adj, usize)>], degree: &[usize]) {
+    const NEW: u8 = 0;
+    const ON_WALK: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; default.len()];
+    let mut walk: Vec<usize> = Vec::new();
+    for s in 0..default.len() {
+        walk.clear();
+        let mut x = s;
+        while state[x] == NEW {
+            state[x] = ON_WALK;
+            walk.push(x);
+            match default[x] {
+                Some((a, _)) => x = a.node.0 as usize,
+                None => break,
+            }
+        }
+        if state[x] == ON_WALK && default[x].is_some() {
+            // `x` is on the walk again: the walk from `x` on is a loop.
+            let start = walk.iter().position(|&w| w == x).unwrap_or(0);
+            if let Some(&cut) = walk[start..]
+                .iter()
+                .min_by_key(|&&w| (degree[w] == 1, default[w].map_or(0, |(_, c)| c), w))
+            {
+                default[cut] = None;
+            }
+        }
+        for &w in &walk {
+            state[w] = DONE;
+        }
+    }
+}
+
+/// For each prefix, the closest other prefix of the list that contains it.
+fn enclosing(prefixes: &[(Ipv6Net, Vec<NodeIdx>, Span)]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..prefixes.len()).collect();
+    order.sort_unstable_by_key(|&i| (prefixes[i].0.network(), prefixes[i].0.prefix_len()));
+    let mut parent = vec![None; prefixes.len()];
+    let mut open: Vec<usize> = Vec::new();
+    for i in order {
+        let net = prefixes[i].0;
+        while let Some(&top) = open.last() {
+            if prefixes[top].0.contains(&net) {
+                break;
+            }
+            open.pop();
+        }
+        parent[i] = open.last().copied();
+        open.push(i);
+    }
+    parent
 }
 
 /// The prefixes of the link from `x` through `a` (both ends' addresses).
