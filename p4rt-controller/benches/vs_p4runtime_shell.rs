@@ -1,0 +1,133 @@
+//! Installing IPv6 routes: clt-controller (batched) against p4runtime-shell
+//! (PyPI; one Write per entry, its only mode), against the same in-process
+//! P4Runtime server in the same run, with the ratio. Skipped with a message
+//! when p4runtime-shell is not importable by `$P4RUNTIME_SHELL_PYTHON`
+//! (default `python3`).
+//!
+//! `P4RUNTIME_SHELL_PYTHON=/path/to/venv/bin/python cargo bench -p clt-controller --bench vs_p4runtime_shell`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use clt_controller::config::DEFAULT_BATCH_SIZE;
+use clt_controller::connect::connect;
+use clt_controller::inputs::{Pipeline, cookie, to_text};
+use clt_controller::{P4InfoIndex, Session, SessionOptions};
+use common::{FakeSwitch, p4info, routes};
+
+const ROUTES: usize = 10_000;
+/// p4runtime-shell writes one entry per RPC: fewer, reported per entry.
+const SHELL_ROUTES: usize = 2_000;
+
+fn main() {
+    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let has_shell = std::process::Command::new(&python)
+        .args(["-c", "import p4runtime_sh.shell"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (sw, addr) = rt.block_on(FakeSwitch::start());
+    let info = P4InfoIndex::new(p4info());
+    let desired = routes(ROUTES);
+
+    // clt-controller: best of 5 runs of a full install into an empty table.
+    let ours = rt.block_on(async {
+        let channel = connect(&addr.to_string(), None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut s = Session::open(channel, SessionOptions::new(1, 1 << 64))
+            .await
+            .unwrap();
+        let p4info = p4info();
+        let pipeline = Pipeline {
+            cookie: cookie(b"bench", &p4info, b"{}"),
+            p4info,
+            device_config: b"{}".to_vec(),
+        };
+        s.ensure_pipeline(&pipeline).await.unwrap();
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            sw.state().tables.clear();
+            let start = Instant::now();
+            let report = s
+                .reconcile(&info, &desired, DEFAULT_BATCH_SIZE)
+                .await
+                .unwrap();
+            best = best.min(start.elapsed());
+            assert_eq!(report.inserted, ROUTES);
+        }
+        best
+    });
+    let ours_rate = ROUTES as f64 / ours.as_secs_f64();
+    println!(
+        "clt-controller: {ROUTES} routes (read, diff, write in batches of {DEFAULT_BATCH_SIZE}) in {:.1} ms: {:.0} entries/s",
+        ours.as_secs_f64() * 1e3,
+        ours_rate
+    );
+
+    if !has_shell {
+        println!(
+            "p4runtime-shell: skipped: `{python} -c 'import p4runtime_sh.shell'` fails (pip install p4runtime-shell, or set P4RUNTIME_SHELL_PYTHON)"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p4info_path = dir.path().join("p4info.txtpb");
+    let config_path = dir.path().join("program.json");
+    std::fs::write(
+        &p4info_path,
+        to_text("p4.config.v1.P4Info", &p4info()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&config_path, b"{}").unwrap();
+    // The server runs on the runtime's threads while the script runs.
+    sw.state().tables.clear();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/p4runtime_shell_routes.py"
+    );
+    let out = std::process::Command::new(&python)
+        .args([
+            script,
+            &addr.to_string(),
+            p4info_path.to_str().unwrap(),
+            config_path.to_str().unwrap(),
+            &SHELL_ROUTES.to_string(),
+        ])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "p4runtime-shell: failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::process::exit(1);
+    }
+    let secs: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        sw.state().tables.len(),
+        SHELL_ROUTES,
+        "p4runtime-shell installed every route"
+    );
+    let shell_rate = SHELL_ROUTES as f64 / secs;
+    println!(
+        "p4runtime-shell: {SHELL_ROUTES} routes (one Write each) in {:.1} ms: {:.0} entries/s",
+        secs * 1e3,
+        shell_rate
+    );
+    println!(
+        "ratio: clt-controller is {:.1}x p4runtime-shell's entries/s",
+        ours_rate / shell_rate
+    );
+    drop(rt);
+}
