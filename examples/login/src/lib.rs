@@ -345,8 +345,8 @@ pub fn run(args: &Args) -> Result<Outcome> {
         runs.push(load::overhead_run());
     }
     let entry_cfg = EntryConfig {
-        server: "[db02::2]:443".parse()?,
-        bulk_sink: "[db02::2]:5001".parse()?,
+        server: SocketAddr::new(topo.server_addr.into(), 443),
+        bulk_sink: SocketAddr::new(topo.server_addr.into(), 5001),
         otlp_endpoint: format!("http://{}:4317", topology::OBS_ENTRY_SIDE),
         identity,
         policy: topo.policy.clone(),
@@ -385,12 +385,13 @@ pub fn run(args: &Args) -> Result<Outcome> {
     }
     let agent_stats = server.join();
     let join = obs.join();
+    let node_names = topo.node_names.clone();
     drop(topo);
     let samples = samples?;
     let agent_stats = agent_stats?;
     let join = join?;
 
-    let files = report::write_all(&args.out, &runs, &samples, &store_path, &join)?;
+    let files = report::write_all(&args.out, &runs, &samples, &store_path, &join, &node_names)?;
     Ok(Outcome {
         samples,
         join,

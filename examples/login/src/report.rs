@@ -286,7 +286,7 @@ pub fn router_queue_depth(net: &OutSpan) -> Option<i64> {
 /// A trace the way Jaeger's trace view shows it: the span tree with
 /// service, operation, offset and duration bars, then each span's tags,
 /// and the network span's hops in path order.
-pub fn jaeger_view(spans: &[&OutSpan]) -> String {
+pub fn jaeger_view(spans: &[&OutSpan], node_names: &HashMap<u32, String>) -> String {
     let mut s = String::new();
     let Some(root) = spans
         .iter()
@@ -389,9 +389,15 @@ pub fn jaeger_view(spans: &[&OutSpan]) -> String {
             };
             let _ = writeln!(
                 s,
-                "    {:<4} {:>7} {:>9} {:>9} {:>9} {:>27} {:>8}",
+                "    {:<4} {:<10} {:>9} {:>9} {:>9} {:>27} {:>8}",
                 h,
-                show(f("node_id"), -1),
+                match f("node_id") {
+                    Some(id) => match u32::try_from(id).ok().and_then(|i| node_names.get(&i)) {
+                        Some(n) => format!("{id} {n}"),
+                        None => id.to_string(),
+                    },
+                    None => "-".into(),
+                },
                 show(f("ingress_if_id"), 0xffff),
                 show(f("egress_if_id"), 0xffff),
                 show(f("hop_limit"), -1),
@@ -421,6 +427,7 @@ pub fn write_all(
     samples: &[Sample],
     store_path: &Path,
     join: &clt_collector::JoinStats,
+    node_names: &HashMap<u32, String>,
 ) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let csv = out.join("rtt.csv");
@@ -522,7 +529,7 @@ pub fn write_all(
             format!(
                 "One login span from phase three (congested, CLT on), read back from the collector's store ({} / {SPAN_NAME} and its network span):\n\n{}",
                 SERVICE,
-                jaeger_view(&in_trace)
+                jaeger_view(&in_trace, node_names)
             )
         }
         None => "no enriched login span in phase three\n".to_string(),

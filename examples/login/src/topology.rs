@@ -99,6 +99,10 @@ pub struct Topology {
     pub server: Netns,
     pub obs: Netns,
     pub plans: Vec<LinuxPlan>,
+    /// IOAM node id to node name.
+    pub node_names: std::collections::HashMap<u32, String>,
+    /// The server's address on the data plane (its plan's first interface).
+    pub server_addr: std::net::Ipv6Addr,
     /// The login policy as the entry point's plan states it: what the CLT
     /// socket API inserts.
     pub policy: EncapPolicy,
@@ -106,9 +110,19 @@ pub struct Topology {
     pub collector: String,
 }
 
-/// The plan of each node named in `nodes`, and the first encapsulated
-/// policy of the first node.
-pub fn compile(src: &str, nodes: &[&str]) -> Result<(Vec<LinuxPlan>, EncapPolicy)> {
+/// What the demo takes from the compiled policy.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// The plan of each node asked for, in order.
+    pub plans: Vec<LinuxPlan>,
+    /// The first policy the first node encapsulates.
+    pub policy: EncapPolicy,
+    /// IOAM node id to node name, for every node of the fabric.
+    pub node_names: std::collections::HashMap<u32, String>,
+}
+
+/// Compiles `src` and plans the nodes named in `nodes`.
+pub fn compile(src: &str, nodes: &[&str]) -> Result<Compiled> {
     let compiled = cltc::compile_source("login.clt", src).map_err(|d| {
         anyhow::anyhow!("cltc rejected the policy:\n{}", d.render("login.clt", src))
     })?;
@@ -130,7 +144,17 @@ pub fn compile(src: &str, nodes: &[&str]) -> Result<(Vec<LinuxPlan>, EncapPolicy
         .and_then(|p| p.encap.first())
         .cloned()
         .context("the entry point encapsulates no policy")?;
-    Ok((plans, policy))
+    let node_names = compiled
+        .fabric
+        .nodes
+        .iter()
+        .map(|n| (n.id, n.name.clone()))
+        .collect();
+    Ok(Compiled {
+        plans,
+        policy,
+        node_names,
+    })
 }
 
 static RUN: AtomicU32 = AtomicU32::new(0);
@@ -138,8 +162,18 @@ static RUN: AtomicU32 = AtomicU32::new(0);
 impl Topology {
     /// Creates the namespaces and links and applies the plans.
     pub fn build(src: &str, log: &mut impl FnMut(String)) -> Result<Topology> {
-        let (plans, policy) = compile(src, &["entry", "router", "server"])?;
+        let Compiled {
+            plans,
+            policy,
+            node_names,
+        } = compile(src, &["entry", "router", "server"])?;
         let collector = policy.collector.clone();
+        let server_addr = plans[2]
+            .interfaces
+            .iter()
+            .find_map(|i| i.address)
+            .map(|a| a.addr())
+            .context("the server has no address")?;
         let tag = format!(
             "clt-login-{}-{}",
             std::process::id(),
@@ -163,6 +197,8 @@ impl Topology {
             server,
             obs,
             plans,
+            node_names,
+            server_addr,
             policy,
             collector,
         };
@@ -212,7 +248,7 @@ impl Default for Congestion {
             rate_kbit: 10_000,
             burst_bytes: 32_000,
             limit_bytes: 250_000,
-            flows: 8,
+            flows: 12,
         }
     }
 }
