@@ -2,6 +2,8 @@
 //!
 //! Attribute names are documented in `docs/collector.md`; change both together.
 
+use std::borrow::Cow;
+
 use clt_proto::ioam_api::IoamNode;
 
 use crate::model::{AttrValue, Attributes, Flow, IoamReport, OutEvent, OutKind, OutSpan, SpanKey};
@@ -23,7 +25,9 @@ fn bytes_be(b: &[u8]) -> u64 {
         .fold(0, |acc, &x| (acc << 8) | u64::from(x))
 }
 
-const FIELDS: &[FieldDef] = &[
+const FIELD_COUNT: usize = 15;
+
+const FIELDS: &[FieldDef; FIELD_COUNT] = &[
     FieldDef {
         name: "hop_limit",
         bit: 0,
@@ -173,8 +177,9 @@ pub struct PathAgg {
     pub namespace_id: u16,
     pub trace_type: u32,
     pub packets: u32,
-    /// Indices into `FIELDS` of the fields stored per hop.
-    fields: Vec<u8>,
+    /// Indices into `FIELDS` of the fields stored per hop (`nfields` used).
+    field_idx: [u8; FIELD_COUNT],
+    nfields: u8,
     /// Packets that carried each hop.
     hop_packets: Vec<u32>,
     stats: Vec<FieldStat>,
@@ -188,17 +193,20 @@ pub struct PathAgg {
 
 impl PathAgg {
     pub fn new(r: &IoamReport) -> PathAgg {
-        let fields = FIELDS
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| present(r.trace_type, f.bit))
-            .map(|(i, _)| i as u8)
-            .collect();
+        let mut field_idx = [0u8; FIELD_COUNT];
+        let mut nfields = 0u8;
+        for (i, f) in FIELDS.iter().enumerate() {
+            if present(r.trace_type, f.bit) {
+                field_idx[usize::from(nfields)] = i as u8;
+                nfields += 1;
+            }
+        }
         let mut agg = PathAgg {
             namespace_id: r.namespace_id,
             trace_type: r.trace_type,
             packets: 0,
-            fields,
+            field_idx,
+            nfields,
             hop_packets: Vec::new(),
             stats: Vec::new(),
             flow: None,
@@ -209,6 +217,10 @@ impl PathAgg {
         };
         agg.add(r);
         agg
+    }
+
+    fn fields(&self) -> &[u8] {
+        &self.field_idx[..usize::from(self.nfields)]
     }
 
     pub fn hops(&self) -> usize {
@@ -233,7 +245,7 @@ impl PathAgg {
         if !r.reporter.is_empty() && self.reporter != r.reporter {
             self.reporter.clone_from(&r.reporter);
         }
-        let nf = self.fields.len();
+        let nf = self.fields().len();
         if r.nodes.len() > self.hop_packets.len() {
             self.hop_packets.resize(r.nodes.len(), 0);
             self.stats.resize(r.nodes.len() * nf, FieldStat::EMPTY);
@@ -241,7 +253,8 @@ impl PathAgg {
         // The packet carries the last hop first.
         for (hop, node) in r.nodes.iter().rev().enumerate() {
             self.hop_packets[hop] += 1;
-            for (j, &fi) in self.fields.iter().enumerate() {
+            let (idx, n) = (self.field_idx, usize::from(self.nfields));
+            for (j, &fi) in idx[..n].iter().enumerate() {
                 let def = &FIELDS[usize::from(fi)];
                 let v = (def.get)(node);
                 let all_ones = if def.width >= 64 {
@@ -260,15 +273,15 @@ impl PathAgg {
     /// The aggregate of `field` at `hop`, if the trace type selects it.
     pub fn stat(&self, hop: usize, field: &str) -> Option<FieldStat> {
         let j = self
-            .fields
+            .fields()
             .iter()
             .position(|&fi| FIELDS[usize::from(fi)].name == field)?;
-        self.stats.get(hop * self.fields.len() + j).copied()
+        self.stats.get(hop * self.fields().len() + j).copied()
     }
 
     pub fn approx_bytes(&self) -> usize {
         std::mem::size_of::<PathAgg>()
-            + self.fields.len()
+            + self.fields().len()
             + self.hop_packets.len() * 4
             + self.stats.len() * std::mem::size_of::<FieldStat>()
             + self.reporter.len()
@@ -315,24 +328,33 @@ impl HopKeys {
     }
 }
 
-/// Precomputed names for paths up to this many hops (more are formatted).
+/// Precomputed names for this many hops: more than an IOAM trace can hold
+/// (244 bytes of node data, 4 bytes at least per node); reports with longer
+/// paths (possible through the API) get formatted names.
 const CACHED_HOPS: usize = 64;
 
-fn hop_keys(hop: usize) -> std::borrow::Cow<'static, HopKeys> {
+fn cached_keys() -> &'static [HopKeys] {
     static KEYS: std::sync::OnceLock<Vec<HopKeys>> = std::sync::OnceLock::new();
-    let keys = KEYS.get_or_init(|| (0..CACHED_HOPS).map(HopKeys::new).collect());
-    match keys.get(hop) {
-        Some(k) => std::borrow::Cow::Borrowed(k),
-        None => std::borrow::Cow::Owned(HopKeys::new(hop)),
-    }
+    KEYS.get_or_init(|| (0..CACHED_HOPS).map(HopKeys::new).collect())
 }
 
-impl Clone for HopKeys {
-    fn clone(&self) -> Self {
-        HopKeys {
-            packets: self.packets.clone(),
-            fields: self.fields.clone(),
+/// The name of `hop`'s attribute: `which` 0-3 per [`HopKeys::fields`], 4 for
+/// the packet count.
+fn hop_key(hop: usize, field: usize, which: usize) -> Cow<'static, str> {
+    let pick = |k: &HopKeys| -> String {
+        if which == 4 {
+            k.packets.clone()
+        } else {
+            k.fields[field][which].clone()
         }
+    };
+    match cached_keys().get(hop) {
+        Some(k) => Cow::Borrowed(if which == 4 {
+            k.packets.as_str()
+        } else {
+            k.fields[field][which].as_str()
+        }),
+        None => Cow::Owned(pick(&HopKeys::new(hop))),
     }
 }
 
@@ -382,7 +404,7 @@ pub enum Parent {
 
 /// Builds the network span of `agg`.
 pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> OutSpan {
-    let mut attrs: Attributes = Vec::with_capacity(8 + agg.hops() * agg.fields.len() * 3);
+    let mut attrs: Attributes = Vec::with_capacity(8 + agg.hops() * agg.fields().len() * 3);
     attrs.push(("ioam.namespace".into(), u32::from(agg.namespace_id).into()));
     attrs.push(("ioam.trace_type".into(), agg.trace_type.into()));
     attrs.push(("ioam.packets".into(), agg.packets.into()));
@@ -415,23 +437,23 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
         attrs.push(("clt.matched".into(), AttrValue::Bool(matched)));
     }
 
-    let nf = agg.fields.len();
+    let nf = agg.fields().len();
     let mut events = Vec::with_capacity(agg.hops());
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     for hop in 0..agg.hops() {
-        let keys = hop_keys(hop);
-        attrs.push((keys.packets.clone(), agg.hop_packets[hop].into()));
+        attrs.push((hop_key(hop, 0, 4), agg.hop_packets[hop].into()));
         let mut ev_attrs: Attributes = vec![("ioam.hop.index".into(), (hop as u32).into())];
-        for (j, &fi) in agg.fields.iter().enumerate() {
+        for (j, &fi) in agg.fields().iter().enumerate() {
             let s = agg.stats[hop * nf + j];
             if s.is_empty() {
                 continue;
             }
-            let [k_min, k_max, k_last, k_event] = &keys.fields[usize::from(fi)];
-            attrs.push((k_min.clone(), s.min.into()));
-            attrs.push((k_max.clone(), s.max.into()));
-            attrs.push((k_last.clone(), s.last.into()));
-            ev_attrs.push((k_event.clone(), s.last.into()));
+            let f = usize::from(fi);
+            attrs.push((hop_key(hop, f, 0), s.min.into()));
+            attrs.push((hop_key(hop, f, 1), s.max.into()));
+            attrs.push((hop_key(hop, f, 2), s.last.into()));
+            // the event's names do not depend on the hop
+            ev_attrs.push((hop_key(0, f, 3), s.last.into()));
         }
         let time = agg.hop_time_ns(hop);
         if let Some(t) = time {
@@ -468,7 +490,7 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
         trace_id,
         span_id,
         parent_span_id,
-        name: "ioam.path".into(),
+        name: Cow::Borrowed("ioam.path"),
         kind: OutKind::Internal,
         start_ns,
         end_ns,
@@ -477,7 +499,7 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
         status_code: 0,
         status_message: String::new(),
         resource: resource.clone(),
-        scope_name: "clt-collector".into(),
-        scope_version: env!("CARGO_PKG_VERSION").into(),
+        scope_name: Cow::Borrowed("clt-collector"),
+        scope_version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
     }
 }

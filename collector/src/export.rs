@@ -147,7 +147,7 @@ pub fn to_span_data(s: &OutSpan) -> SpanData {
             OutKind::Consumer => SpanKind::Consumer,
             OutKind::Internal | OutKind::Unspecified => SpanKind::Internal,
         },
-        name: s.name.clone().into(),
+        name: s.name.clone(),
         start_time: time(s.start_ns),
         end_time: time(s.end_ns),
         attributes: to_kvs(&s.attributes),

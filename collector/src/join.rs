@@ -76,12 +76,64 @@ struct Entry {
     bytes: usize,
 }
 
+/// Hashes [`SpanKey`]s with a seeded multiply-xor: W3C ids are random
+/// already, so SipHash's cost buys little here; the per-process seed keeps
+/// collisions from being precomputed.
+#[derive(Debug, Clone)]
+pub struct KeyHasherBuilder {
+    seed: u64,
+}
+
+impl Default for KeyHasherBuilder {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        KeyHasherBuilder {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x0043_4c54_u64) | 1,
+        }
+    }
+}
+
+impl std::hash::BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { h: self.seed }
+    }
+}
+
+#[derive(Debug)]
+pub struct KeyHasher {
+    h: u64,
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.write_u64(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.h = (self.h ^ x)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
+    }
+    fn write_u128(&mut self, x: u128) {
+        self.write_u64(x as u64);
+        self.write_u64((x >> 64) as u64);
+    }
+    fn finish(&self) -> u64 {
+        let h = self.h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^ (h >> 31)
+    }
+}
+
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<(SpanKey, Entry)>() + 32;
 
 #[derive(Debug)]
 pub struct Joiner {
     cfg: JoinConfig,
-    entries: HashMap<SpanKey, Entry>,
+    entries: HashMap<SpanKey, Entry, KeyHasherBuilder>,
     /// (deadline, key) of entries waiting `max_delay`, in push order (so in
     /// deadline order); stale when the entry's deadline moved.
     queue: VecDeque<(u64, SpanKey)>,
@@ -95,7 +147,7 @@ impl Joiner {
     pub fn new(cfg: JoinConfig) -> Joiner {
         Joiner {
             cfg,
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             queue: VecDeque::new(),
             linger: VecDeque::new(),
             bytes: 0,

@@ -1,6 +1,7 @@
 //! The collector's own types: an IOAM report as received, and an output span
 //! (what is exported over OTLP or kept in the embedded store).
 
+use std::borrow::Cow;
 use std::net::Ipv6Addr;
 
 use clt_proto::ioam_api::{IoamNode, IoamTrace};
@@ -135,7 +136,9 @@ impl From<&str> for AttrValue {
     }
 }
 
-pub type Attributes = Vec<(String, AttrValue)>;
+/// Attribute names are mostly fixed strings (see `enrich`): borrowed, not
+/// allocated per span.
+pub type Attributes = Vec<(Cow<'static, str>, AttrValue)>;
 
 /// A span event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,7 +166,7 @@ pub struct OutSpan {
     pub trace_id: u128,
     pub span_id: u64,
     pub parent_span_id: u64,
-    pub name: String,
+    pub name: Cow<'static, str>,
     pub kind: OutKind,
     pub start_ns: u64,
     pub end_ns: u64,
@@ -173,8 +176,8 @@ pub struct OutSpan {
     pub status_code: u8,
     pub status_message: String,
     pub resource: Attributes,
-    pub scope_name: String,
-    pub scope_version: String,
+    pub scope_name: Cow<'static, str>,
+    pub scope_version: Cow<'static, str>,
 }
 
 impl OutSpan {

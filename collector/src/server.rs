@@ -81,7 +81,7 @@ impl Core {
                         trace_id: id128(&sp.trace_id),
                         span_id: id64(&sp.span_id),
                         parent_span_id: id64(&sp.parent_span_id),
-                        name: sp.name,
+                        name: sp.name.into(),
                         kind: match sp.kind {
                             1 => OutKind::Internal,
                             2 => OutKind::Server,
@@ -105,8 +105,8 @@ impl Core {
                         status_code: sp.status.as_ref().map_or(0, |s| s.code as u8),
                         status_message: sp.status.map(|s| s.message).unwrap_or_default(),
                         resource: resource.clone(),
-                        scope_name: scope_name.clone(),
-                        scope_version: scope_version.clone(),
+                        scope_name: scope_name.clone().into(),
+                        scope_version: scope_version.clone().into(),
                     });
                 }
             }
@@ -198,7 +198,7 @@ fn value(v: &Option<AnyValue>) -> AttrValue {
 
 fn attrs(kvs: &[KeyValue]) -> Attributes {
     kvs.iter()
-        .map(|kv| (kv.key.clone(), value(&kv.value)))
+        .map(|kv| (kv.key.clone().into(), value(&kv.value)))
         .collect()
 }
 

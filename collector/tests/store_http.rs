@@ -57,21 +57,32 @@ async fn otlp_http_into_the_embedded_store() {
             ..ResourceSpans::default()
         }],
     };
-    let resp = post(collector.otlp_http, "application/x-protobuf", &req.encode_to_vec()).await;
+    let resp = post(
+        collector.otlp_http,
+        "application/x-protobuf",
+        &req.encode_to_vec(),
+    )
+    .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let resp = post(collector.otlp_http, "application/json", b"{}").await;
     assert!(resp.starts_with("HTTP/1.1 415"), "{resp}");
     let resp = post(collector.otlp_http, "application/x-protobuf", &[0xff, 0xff]).await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
 
-    let mut c = IoamServiceClient::connect(format!("http://{}", collector.ioam)).await.unwrap();
+    let mut c = IoamServiceClient::connect(format!("http://{}", collector.ioam))
+        .await
+        .unwrap();
     let t = IoamTrace {
         trace_id_high: (trace_id >> 64) as u64,
         trace_id_low: trace_id as u64,
         span_id,
         namespace_id: 5,
         bit_field: 0x80_0000 << 8,
-        nodes: vec![IoamNode { hop_limit: 63, id: 42, ..IoamNode::default() }],
+        nodes: vec![IoamNode {
+            hop_limit: 63,
+            id: 42,
+            ..IoamNode::default()
+        }],
     };
     c.report(tokio_stream::iter(vec![t])).await.unwrap();
 
@@ -85,15 +96,25 @@ async fn otlp_http_into_the_embedded_store() {
     let store = Store::open(&path, 100).unwrap();
     let spans = store.spans(Some(trace_id)).unwrap();
     assert_eq!(spans.len(), 2, "{spans:?}");
-    assert!(spans.iter().any(|s| s.span_id == span_id && s.name == "GET /login"));
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.span_id == span_id && s.name == "GET /login")
+    );
     let net = spans.iter().find(|s| s.parent_span_id == span_id).unwrap();
-    assert_eq!(net.attr("ioam.hop.0.node_id.last"), Some(&clt_collector::model::AttrValue::Int(42)));
+    assert_eq!(
+        net.attr("ioam.hop.0.node_id.last"),
+        Some(&clt_collector::model::AttrValue::Int(42))
+    );
     assert!(store.spans(Some(1)).unwrap().is_empty());
 
     let mut out = Vec::new();
     print_traces(&spans, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(text.contains("trace 0af7651916cd43dd8448eb211c80319c"), "{text}");
+    assert!(
+        text.contains("trace 0af7651916cd43dd8448eb211c80319c"),
+        "{text}"
+    );
     assert!(text.contains("span b7ad6b7169203331 GET /login"), "{text}");
     assert!(text.contains("ioam.hop.0.node_id.last = 42"), "{text}");
     // the network span is printed under its parent (deeper indentation)
