@@ -256,6 +256,23 @@ fn main() {
                 m.full.as_secs_f64() / pm.full.as_secs_f64(),
                 m.front_peak as f64 / pm.front_peak as f64,
             );
+            // The goal: no stage grows faster than n log n.
+            for (what, now, before) in [
+                ("front end", m.front.as_secs_f64(), pm.front.as_secs_f64()),
+                ("all output", m.full.as_secs_f64(), pm.full.as_secs_f64()),
+                ("peak memory", m.peak as f64, pm.peak as f64),
+                ("routes", m.routes as f64, pm.routes as f64),
+            ] {
+                let growth = now / before;
+                println!(
+                    "       verdict {pn} -> {n} {what}: x{growth:.1} vs n log n x{nlogn:.1}: {}",
+                    if growth <= nlogn {
+                        "ok (no faster than n log n)"
+                    } else {
+                        "FASTER than n log n"
+                    }
+                );
+            }
         }
         prev = Some((n, m));
     }

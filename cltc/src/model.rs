@@ -1062,7 +1062,7 @@ impl Cx<'_> {
         let adj = adjacency(graph, nodes);
         let mut names: HashMap<String, Span> = HashMap::new();
         let mut out = Vec::new();
-        let mut bfs = Bfs::new(nodes.len());
+        let mut trees = Trees::new(nodes.len());
         for item in &file.items {
             let Item::Policy(p) = item else { continue };
             if let Some(first) = names.get(&p.name.text) {
@@ -1079,7 +1079,7 @@ impl Cx<'_> {
                 continue;
             }
             names.insert(p.name.text.clone(), p.name.span);
-            if let Some(mp) = self.policy(p, nodes, &adj, &mut bfs) {
+            if let Some(mp) = self.policy(p, nodes, &adj, &mut trees) {
                 out.push(mp);
             }
         }
@@ -1091,7 +1091,7 @@ impl Cx<'_> {
         p: &ast::Policy,
         nodes: &[MNode],
         adj: &[Vec<Adj>],
-        bfs: &mut Bfs,
+        trees: &mut Trees,
     ) -> Option<MPolicy> {
         let mut domain: Option<(Option<DomainIdx>, Span)> = None;
         type Ends = (Option<NodeIdx>, Option<NodeIdx>);
@@ -1242,8 +1242,7 @@ impl Cx<'_> {
             None => Sample { k: 1, n: 1 },
         };
         // The path: shortest from `from` to `to`, ties to the lowest neighbour.
-        bfs.run_until(adj, [to], Some(from));
-        if bfs.dist[from.0 as usize] == u32::MAX {
+        let Some(path) = trees.path(adj, from, to) else {
             if self.links_broken {
                 return None;
             }
@@ -1259,25 +1258,7 @@ impl Cx<'_> {
                 .hint("add `link` items that connect the two nodes"),
             );
             return None;
-        }
-        let mut path = Vec::new();
-        let mut cur = from;
-        let mut ingress = None;
-        while cur != to {
-            let a = bfs.next_hop(adj, cur)?;
-            path.push(Hop {
-                node: cur,
-                ingress,
-                egress: Some(a.local),
-            });
-            ingress = Some(a.remote);
-            cur = a.node;
-        }
-        path.push(Hop {
-            node: to,
-            ingress,
-            egress: None,
-        });
+        };
         // Every node on the path must be in the domain.
         for hop in &path {
             let n = &nodes[hop.node.0 as usize];
@@ -2003,6 +1984,70 @@ fn adjacency(graph: &UnGraph<NodeIdx, u32>, nodes: &[MNode]) -> Vec<Vec<Adj>> {
         graph.edge_count() * 2
     );
     adj
+}
+
+/// Shortest-path trees towards policy destinations, kept per anchor: the
+/// destination, or its neighbour when it has only one (every path to a host
+/// goes through its switch), so policies to the hosts of one leaf share one
+/// search.
+struct Trees {
+    bfs: Bfs,
+    dist: HashMap<NodeIdx, Vec<u32>>,
+}
+
+impl Trees {
+    fn new(n: usize) -> Trees {
+        Trees {
+            bfs: Bfs::new(n),
+            dist: HashMap::new(),
+        }
+    }
+
+    /// The shortest path from `from` to `to`, ties to the neighbour declared
+    /// first at each node; `None` when they are not connected.
+    fn path(&mut self, adj: &[Vec<Adj>], from: NodeIdx, to: NodeIdx) -> Option<Vec<Hop>> {
+        let stub = (adj[to.0 as usize].len() == 1).then(|| adj[to.0 as usize][0]);
+        let anchor = stub.map_or(to, |a| a.node);
+        let Trees { bfs, dist } = self;
+        let dist = dist.entry(anchor).or_insert_with(|| {
+            bfs.run(adj, [anchor]);
+            let mut d = vec![u32::MAX; adj.len()];
+            for &t in &bfs.touched {
+                d[t] = bfs.dist[t];
+            }
+            d
+        });
+        if from != to && dist[from.0 as usize] == u32::MAX {
+            return None;
+        }
+        let mut path = Vec::new();
+        let mut cur = from;
+        let mut ingress = None;
+        while cur != to {
+            let here = &adj[cur.0 as usize];
+            let a = if stub.is_some_and(|s| s.node == cur) {
+                here.iter().find(|b| b.node == to).copied()?
+            } else {
+                let want = dist[cur.0 as usize].checked_sub(1)?;
+                here.iter()
+                    .find(|b| dist[b.node.0 as usize] == want)
+                    .copied()?
+            };
+            path.push(Hop {
+                node: cur,
+                ingress,
+                egress: Some(a.local),
+            });
+            ingress = Some(a.remote);
+            cur = a.node;
+        }
+        path.push(Hop {
+            node: to,
+            ingress,
+            egress: None,
+        });
+        Some(path)
+    }
 }
 
 /// A reusable breadth-first search (unit link costs).
