@@ -167,3 +167,135 @@ pub fn to_human(t: &CltTrace) -> String {
     }
     s
 }
+
+/// Builds a whole IPv6/HBH/UDP packet as the agent captures it (for tests
+/// and benchmarks): an IOAM trace of `size` bytes with the encapsulating
+/// node's entry `node`, the CLT option when `ids` is given.
+pub fn build_packet(
+    ids: Option<(u128, u64)>,
+    trace_type: u32,
+    size: usize,
+    node: NodeRepr<'_>,
+    payload: &[u8],
+) -> Result<Vec<u8>, clt_wire::Error> {
+    use clt_wire::{CltRepr, HbhBuilder, IpProtocol, TraceType};
+    let mut b = HbhBuilder::new().next_header(IpProtocol::Udp).trace(
+        123,
+        TraceType::from_bits(trace_type),
+        size,
+    );
+    if let Some((t, s)) = ids {
+        b = b.clt(CltRepr {
+            trace_id: t.to_be_bytes(),
+            span_id: s.to_be_bytes(),
+        });
+    }
+    let hbh = b.encap_node(node).build()?;
+    let udp_len = 8 + payload.len();
+    let plen = hbh.len() + udp_len;
+    let mut p = Vec::with_capacity(40 + plen);
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(plen as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 64]); // next header: hop-by-hop; hop limit
+    p.extend_from_slice(
+        &"2001:db8::1"
+            .parse::<std::net::Ipv6Addr>()
+            .map_or([0; 16], |a| a.octets()),
+    );
+    p.extend_from_slice(
+        &"2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .map_or([0; 16], |a| a.octets()),
+    );
+    p.extend_from_slice(&hbh);
+    p.extend_from_slice(&40000u16.to_be_bytes());
+    p.extend_from_slice(&443u16.to_be_bytes());
+    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clt_wire::{HopLimitNodeId, InterfaceIds};
+
+    fn node() -> NodeRepr<'static> {
+        NodeRepr {
+            hop_limit_node_id: Some(HopLimitNodeId {
+                hop_limit: 64,
+                node_id: 1,
+            }),
+            interface_ids: Some(InterfaceIds {
+                ingress: 0xffff,
+                egress: 11,
+            }),
+            queue_depth: Some(9),
+            ..NodeRepr::default()
+        }
+    }
+
+    fn trace(p: &Parsed) -> &CltTrace {
+        match p {
+            Parsed::Trace(t) => t,
+            Parsed::NoTrace => panic!("no trace"),
+        }
+    }
+
+    #[test]
+    fn packet_with_ids_becomes_a_clt_trace() {
+        let pkt = build_packet(Some((7, 9)), 0xc2_0000, 24, node(), b"GET /").unwrap();
+        let parsed = parse_packet(&pkt, 5, "sink", "eth0").unwrap();
+        let t = trace(&parsed);
+        let ioam = t.trace.as_ref().unwrap();
+        assert_eq!(
+            (ioam.trace_id_high, ioam.trace_id_low, ioam.span_id),
+            (0, 7, 9)
+        );
+        assert_eq!((ioam.namespace_id, ioam.bit_field), (123, 0xc2_0000 << 8));
+        assert_eq!(ioam.nodes.len(), 1);
+        let n = &ioam.nodes[0];
+        assert_eq!(
+            (n.hop_limit, n.id, n.ingress_id, n.egress_id, n.queue_depth),
+            (64, 1, 0xffff, 11, 9)
+        );
+        assert_eq!(
+            (t.src_port, t.dst_port, t.protocol, t.capture_time_unix_nano),
+            (40000, 443, 17, 5)
+        );
+        assert_eq!(t.dst_addr[15], 2);
+        let j = to_json(t);
+        assert_eq!(j["span_id"], "0000000000000009");
+        assert!(to_human(t).contains("node 0: id 1"));
+    }
+
+    #[test]
+    fn plain_packet_has_no_ids_and_truncations_are_errors() {
+        let pkt = build_packet(None, 0x80_0000, 12, node(), b"").unwrap();
+        let parsed = parse_packet(&pkt, 0, "", "").unwrap();
+        assert_eq!(trace(&parsed).trace.as_ref().unwrap().span_id, 0);
+        // every truncation is an error or a packet without trace, never a panic
+        for len in 0..pkt.len() {
+            let _ = parse_packet(&pkt[..len], 0, "", "");
+        }
+        assert!(parse_packet(&pkt[..50], 0, "", "").is_err());
+        let mut bad = pkt.clone();
+        bad[0] = 0x40;
+        assert!(parse_packet(&bad, 0, "", "").is_err());
+    }
+
+    #[test]
+    fn malformed_packets_are_counted_and_skipped() {
+        let stats = super::super::report::AgentStats::default();
+        let sink = super::super::Sink::Print(super::super::Output::Json);
+        let good = build_packet(None, 0x80_0000, 12, node(), b"").unwrap();
+        super::super::handle_packet(&good[..45], 0, "", "", &stats, &sink);
+        super::super::handle_packet(&[0u8; 3], 0, "", "", &stats, &sink);
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            (l(&stats.packets), l(&stats.malformed), l(&stats.traces)),
+            (2, 2, 0)
+        );
+    }
+}
