@@ -30,6 +30,9 @@ pub const MAX_PREALLOC: u32 = 244;
 pub const HBH_FIXED: u32 = 16;
 /// The CLT trace-context option: type and length (2) and the ids (24).
 pub const CLT_OPTION: u32 = 26;
+/// What the CLT option adds to the header: it replaces the leading PadN(2),
+/// so 24 bytes (the IOAM option stays 4n-aligned).
+pub const CLT_OPTION_ALIGNED: u32 = CLT_OPTION - 2;
 /// IPv6 header and a minimal TCP segment (a 20-byte header).
 pub const IPV6_TCP: u32 = 40 + 20;
 /// The MTU an interface has unless it declares `mtu N`.
@@ -140,6 +143,7 @@ pub fn check(file: &ast::File, diags: &mut Diagnostics) -> Option<Model> {
     };
     cx.roles_and_sizes(file, &mut model);
     cx.routes(&mut model);
+    cx.mtu_checks(file, &model);
     if cx.diags.errors().count() > before {
         None
     } else {
@@ -1405,24 +1409,6 @@ impl Cx<'_> {
                 );
                 continue;
             }
-            let need = packet_floor(prealloc, d.context_w3c);
-            for p in &policies {
-                let mtu = path_mtu(&m.nodes, &p.path);
-                if (mtu as u32) < need {
-                    self.diags.push(
-                        err(
-                            Code::E0015Mtu,
-                            p.span,
-                            format!(
-                                "the path of policy `{}` has an MTU of {mtu}, too small for a packet with the trace ({need} bytes without payload)",
-                                p.name
-                            ),
-                        )
-                        .related(src.trace_span, "trace declared here")
-                        .hint("IPv6 (40) + Hop-by-Hop header with the trace + a TCP header (20) must fit: raise the links' `mtu` or trace less"),
-                    );
-                }
-            }
         }
         // Node ids unique per domain, and wide enough for the traced field.
         for di in 0..m.domains.len() {
@@ -1517,6 +1503,132 @@ impl Cx<'_> {
                     }
                 }
             }
+        }
+    }
+
+    /// E0015: a node that inserts IOAM into packets in flight (a switch
+    /// encapsulating, or a Linux router whose encap route catches forwarded
+    /// traffic) makes full-size packets grow by the Hop-by-Hop header, so
+    /// every link after it on the policy's path must carry the largest packet
+    /// that can arrive (the largest MTU of its other links) plus that header.
+    /// A Linux host encapsulating only its own traffic is not checked: the
+    /// CLT socket API makes the kernel count the header in TCP's MSS, and the
+    /// host fragments its own datagrams (see docs/policy-language.md).
+    fn mtu_checks(&mut self, file: &ast::File, m: &Model) {
+        for p in &m.policies {
+            let d = &m.domains[p.domain.0 as usize];
+            let Some(src) = self.domain_src(file, p.domain) else {
+                continue;
+            };
+            if !src.valid_trace || u32::from(d.prealloc_len) > MAX_PREALLOC || p.path.len() < 2 {
+                continue;
+            }
+            let first = p.path[0];
+            let encap = &m.nodes[first.node.0 as usize];
+            if encap.kind == NodeKind::Linux && !encap.forwards {
+                continue;
+            }
+            let Some(egress) = first.egress else { continue };
+            // Where packets for the policy can arrive: every other link.
+            let entry = encap
+                .interfaces
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 != egress)
+                .filter_map(|(i, iface)| {
+                    let peer = iface.peer?;
+                    let far = &m.nodes[peer.node.0 as usize].interfaces[peer.iface as usize];
+                    Some((i, iface.mtu.min(far.mtu), peer))
+                })
+                .fold(None, |best: Option<(usize, u16, Endpoint)>, c| match best {
+                    Some(b) if b.1 >= c.1 => Some(b),
+                    _ => Some(c),
+                });
+            let Some((_, entry_mtu, entry_peer)) = entry else {
+                continue;
+            };
+            // The narrowest link from the encapsulating node on.
+            let mut narrow: Option<(u16, Endpoint, Endpoint)> = None;
+            for w in p.path.windows(2) {
+                let (Some(out), Some(inn)) = (w[0].egress, w[1].ingress) else {
+                    continue;
+                };
+                let a = Endpoint {
+                    node: w[0].node,
+                    iface: out,
+                };
+                let b = Endpoint {
+                    node: w[1].node,
+                    iface: inn,
+                };
+                let mtu = m.nodes[a.node.0 as usize].interfaces[out as usize]
+                    .mtu
+                    .min(m.nodes[b.node.0 as usize].interfaces[inn as usize].mtu);
+                if narrow.is_none_or(|n| mtu < n.0) {
+                    narrow = Some((mtu, a, b));
+                }
+            }
+            let Some((path_mtu, a, b)) = narrow else {
+                continue;
+            };
+            let hbh = hbh_len(u32::from(d.prealloc_len), false);
+            let need = u32::from(entry_mtu) + hbh;
+            if u32::from(path_mtu) >= need {
+                continue;
+            }
+            let name = |e: Endpoint| {
+                let n = &m.nodes[e.node.0 as usize];
+                format!("{}.{}", n.name, n.interfaces[e.iface as usize].name)
+            };
+            let iface_of = |e: Endpoint| &m.nodes[e.node.0 as usize].interfaces[e.iface as usize];
+            // The ends of the narrow link below what is needed.
+            let raise: Vec<String> = [a, b]
+                .into_iter()
+                .filter(|e| u32::from(iface_of(*e).mtu) < need)
+                .map(name)
+                .collect();
+            let lower = u32::from(path_mtu) - hbh;
+            let mut hint = format!(
+                "raise the MTU of {} to at least {need}",
+                raise.join(" and ")
+            );
+            if lower >= 1280 {
+                let _ = write!(hint, " or lower {}'s MTU to {lower}", name(entry_peer));
+            } else {
+                hint.push_str(" or trace less");
+            }
+            let _ = write!(
+                hint,
+                " (a full-size packet from {} grows by the {hbh}-byte Hop-by-Hop header)",
+                name(entry_peer)
+            );
+            let what = if encap.kind == NodeKind::Linux {
+                "routes forwarded packets through its ioam6 encap route"
+            } else {
+                "inserts the trace into packets in flight"
+            };
+            let narrow_span = iface_of(if iface_of(a).mtu <= iface_of(b).mtu {
+                a
+            } else {
+                b
+            })
+            .span;
+            self.diags.push(
+                err(
+                    Code::E0015Mtu,
+                    p.span,
+                    format!(
+                        "policy `{}`: `{}` {what}, so packets of up to {entry_mtu} bytes arriving from {} leave {hbh} bytes larger, but the link {} -- {} has an MTU of {path_mtu}",
+                        p.name,
+                        encap.name,
+                        name(entry_peer),
+                        name(a),
+                        name(b)
+                    ),
+                )
+                .related(narrow_span, format!("MTU {path_mtu} on the path"))
+                .hint(hint),
+            );
         }
     }
 
@@ -1803,11 +1915,25 @@ impl Cx<'_> {
     }
 }
 
+/// Bytes of a CLT Hop-by-Hop header with `prealloc` bytes of node data, as
+/// it goes on the wire (`p4src/README.md`, `clt-wire`'s `HbhBuilder`):
+/// plain (what a switch or the kernel's encap route inserts) `16 + data`, or
+/// with the CLT option first (what the CLT socket API inserts) `40 + data`,
+/// plus PadN(4) when the node data is 8n+4 bytes long.
+pub fn hbh_len(prealloc: u32, clt_option: bool) -> u32 {
+    let fixed = if clt_option {
+        HBH_FIXED + CLT_OPTION_ALIGNED
+    } else {
+        HBH_FIXED
+    };
+    (fixed + prealloc).div_ceil(8) * 8
+}
+
 /// The smallest packet carrying the trace: IPv6 header, the Hop-by-Hop
-/// header (fixed part, node data, CLT option, padded to 8) and a TCP header.
+/// header ([`hbh_len`], with the CLT option when `context_w3c`) and a TCP
+/// header.
 pub fn packet_floor(prealloc: u32, context_w3c: bool) -> u32 {
-    let hbh = (HBH_FIXED + prealloc + if context_w3c { CLT_OPTION } else { 0 }).div_ceil(8) * 8;
-    IPV6_TCP + hbh
+    IPV6_TCP + hbh_len(prealloc, context_w3c)
 }
 
 /// Removes default routes until following them from any node ends at a node
@@ -1926,18 +2052,6 @@ pub fn link_local(mac: Mac) -> Ipv6Addr {
         u16::from_be_bytes([0xfe, mac[3]]),
         u16::from_be_bytes([mac[4], mac[5]]),
     )
-}
-
-/// The smallest MTU of the links a path crosses.
-fn path_mtu(nodes: &[MNode], path: &[Hop]) -> u16 {
-    let mut mtu = u16::MAX;
-    for hop in path {
-        let n = &nodes[hop.node.0 as usize];
-        for i in [hop.ingress, hop.egress].into_iter().flatten() {
-            mtu = mtu.min(n.interfaces[i as usize].mtu);
-        }
-    }
-    mtu
 }
 
 fn build_graph(nodes: &[MNode], links: &[MLink]) -> UnGraph<NodeIdx, u32> {
@@ -2207,15 +2321,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packet_floor_follows_the_documented_formula() {
-        // 40 + ceil8(16 + 36) + 20
+    fn hbh_len_is_the_wire_layout() {
+        // Plain: 16 + data, PadN(4) when the data is 8n+4 bytes.
+        assert_eq!(hbh_len(32, false), 48);
+        assert_eq!(hbh_len(36, false), 56);
+        // With the CLT option first: 40 + data (+ PadN(4)).
+        assert_eq!(hbh_len(32, true), 72);
+        assert_eq!(hbh_len(36, true), 80);
+        assert_eq!(hbh_len(MAX_PREALLOC, false), 264);
+    }
+
+    #[test]
+    fn packet_floor_adds_ipv6_and_tcp() {
         assert_eq!(packet_floor(36, false), 40 + 56 + 20);
-        // 40 + ceil8(16 + 36 + 26) + 20
         assert_eq!(packet_floor(36, true), 40 + 80 + 20);
-        // The largest trace with context fits the IPv6 minimum MTU, which is
-        // why E0014 fires before E0015 with today's limits.
-        assert_eq!(packet_floor(MAX_PREALLOC, true), 348);
-        assert!(packet_floor(MAX_PREALLOC, true) <= 1280);
     }
 
     #[test]

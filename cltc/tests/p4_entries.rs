@@ -19,11 +19,11 @@ node sw bmv2 {
     id 2
     p4runtime 127.0.0.1:9559 device 3
     port 1 { id 21 mac 02:00:00:00:02:01 }
-    port 2 { id 22 mac 02:00:00:00:02:02 }
+    port 2 { id 22 mac 02:00:00:00:02:02 mtu 9000 }
 }
 node h2 linux {
     id 3
-    interface eth0 { id 31 address db02::2/64 mac 02:00:00:00:03:01 }
+    interface eth0 { id 31 address db02::2/64 mac 02:00:00:00:03:01 mtu 9000 }
 }
 link h1.eth0 -- sw.1
 link sw.2 -- h2.eth0

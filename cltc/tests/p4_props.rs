@@ -63,6 +63,10 @@ proptest! {
         prop_assert_eq!(&fabric.node(sw).name, "sw");
         let l: DomainLayout = layout::layout(&fabric.domains[0], 0);
         prop_assert_eq!(u32::from(l.per_hop_words) * 32, l.entry_bits());
+        // The MTU check counts the header the P4 program inserts.
+        let prealloc = u32::from(fabric.domains[0].prealloc_len);
+        prop_assert_eq!(cltc::model::hbh_len(prealloc, false), l.hbh_len_plain());
+        prop_assert_eq!(cltc::model::hbh_len(prealloc, true), l.hbh_len_clt());
         for target in [Target::V1Model, Target::Tna] {
             let a = p4::compile(&fabric, sw, target);
             prop_assert!(template::markers(&a.program).is_empty());
