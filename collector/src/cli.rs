@@ -88,6 +88,30 @@ fn config(o: &CollectorOpts) -> anyhow::Result<Config> {
     Ok(c)
 }
 
+/// `GET /traces` from a running collector's metrics listener (plain
+/// HTTP/1.0 over TCP: the body is text).
+fn ask_running_collector(addr: SocketAddr, trace: Option<u128>) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let q = trace.map_or(String::new(), |t| format!("?trace={t:032x}"));
+    write!(s, "GET /traces{q} HTTP/1.0\r\nHost: clt\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "collector: {}",
+        body.trim()
+    );
+    Ok(body.to_owned())
+}
+
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -107,11 +131,28 @@ pub fn collector_main() -> anyhow::Result<()> {
             let id = trace
                 .map(|t| u128::from_str_radix(&t, 16).context("trace id is 32 hex digits"))
                 .transpose()?;
-            let store = crate::store::Store::open(&cfg.store_path, cfg.store_max_spans)
-                .with_context(|| format!("open store {}", cfg.store_path.display()))?;
-            let spans = store.spans(id)?;
-            crate::store::print_traces(&spans, &mut std::io::stdout().lock())?;
-            Ok(())
+            let text = match crate::store::Store::open(&cfg.store_path, cfg.store_max_spans) {
+                Ok(store) => {
+                    let mut out = Vec::new();
+                    crate::store::print_traces(&store.spans(id)?, &mut out)?;
+                    String::from_utf8_lossy(&out).into_owned()
+                }
+                // A running collector holds the file: ask it over HTTP.
+                Err(open_err) => {
+                    ask_running_collector(cfg.metrics_listen, id).with_context(|| {
+                        format!(
+                            "open store {}: {open_err}; and no collector answered on {}",
+                            cfg.store_path.display(),
+                            cfg.metrics_listen
+                        )
+                    })?
+                }
+            };
+            use std::io::Write;
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(Into::into),
+            }
         }
         None | Some(CollectorCommand::Run) => {
             let rt = tokio::runtime::Runtime::new()?;

@@ -39,6 +39,10 @@ pub struct Core {
     queue: Arc<ExportQueue>,
     counters: Arc<Counters>,
     epoch: Instant,
+    /// The embedded store, when there is no downstream. Weak: the exporter
+    /// owns it, so the file lock goes when the exporter stops even while
+    /// connections still hold the core.
+    store: Option<std::sync::Weak<Store>>,
 }
 
 impl Core {
@@ -314,6 +318,11 @@ impl Running {
         self.stop.notify_waiters();
         self.stop.notify_one();
         let _ = tokio::time::timeout(grace, self.exporter).await;
+        // The listeners' tasks hold the core (and so the store's file lock):
+        // wait until they are gone.
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 
@@ -345,12 +354,16 @@ fn grpc_builder(cfg: &Config) -> Result<tonic::transport::Server, Error> {
 
 /// Binds every listener and starts serving.
 pub async fn start(cfg: Config) -> Result<Running, Error> {
-    let downstream = match &cfg.downstream {
-        Some(ep) => Downstream::Otlp(OtlpDownstream::new(
-            ep,
-            Duration::from_millis(cfg.export_timeout_ms),
-        )?),
-        None => Downstream::Store(Arc::new(Store::open(&cfg.store_path, cfg.store_max_spans)?)),
+    let (downstream, store) = match &cfg.downstream {
+        Some(ep) => {
+            let timeout = Duration::from_millis(cfg.export_timeout_ms);
+            (Downstream::Otlp(OtlpDownstream::new(ep, timeout)?), None)
+        }
+        None => {
+            let st = Arc::new(Store::open(&cfg.store_path, cfg.store_max_spans)?);
+            let weak = Arc::downgrade(&st);
+            (Downstream::Store(st), Some(weak))
+        }
     };
     let join_cfg = JoinConfig {
         max_delay_ms: cfg.max_delay_ms,
@@ -372,6 +385,7 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
         queue: Arc::clone(&queue),
         counters: Arc::clone(&counters),
         epoch: Instant::now(),
+        store,
     });
     let stop = Arc::new(Notify::new());
     let exporter = tokio::spawn(run_exporter(
@@ -430,21 +444,30 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
         }
     }));
     let m_core = Arc::clone(&core);
-    let m = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let core = Arc::clone(&m_core);
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4",
-                    )],
-                    core.metrics_text(),
-                )
-            }
-        }),
-    );
+    let q_core = Arc::clone(&core);
+    let m = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let core = Arc::clone(&m_core);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        core.metrics_text(),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/traces",
+            axum::routing::get(move |q: axum::extract::RawQuery| {
+                let core = Arc::clone(&q_core);
+                async move { traces_text(&core, q.0.as_deref()).await }
+            }),
+        );
     tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(metrics_l, m).await {
             tracing::error!(error = %e, "metrics listener failed");
@@ -469,6 +492,42 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
         tasks,
         exporter,
     })
+}
+
+/// `GET /traces[?trace=<32 hex digits>]`: the embedded store as
+/// `clt-collector traces` prints it (the CLI asks here while the collector
+/// holds the store open).
+async fn traces_text(core: &Core, query: Option<&str>) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let Some(weak) = &core.store else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no embedded store: spans go downstream\n".into(),
+        );
+    };
+    let Some(store) = weak.upgrade() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the collector is stopping\n".into(),
+        );
+    };
+    let trace = match query.and_then(|q| q.strip_prefix("trace=")) {
+        Some(t) => match u128::from_str_radix(t, 16) {
+            Ok(id) => Some(id),
+            Err(_) => return (StatusCode::BAD_REQUEST, "trace is 32 hex digits\n".into()),
+        },
+        None => None,
+    };
+    let spans = tokio::task::spawn_blocking(move || store.spans(trace)).await;
+    match spans {
+        Ok(Ok(spans)) => {
+            let mut out = Vec::new();
+            let _ = crate::store::print_traces(&spans, &mut out);
+            (StatusCode::OK, String::from_utf8_lossy(&out).into_owned())
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
 }
 
 fn otlp_http_request(

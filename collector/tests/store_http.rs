@@ -87,10 +87,27 @@ async fn otlp_http_into_the_embedded_store() {
     c.report(tokio_stream::iter(vec![t])).await.unwrap();
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while collector.core.join_stats().spans_enriched < 1 || collector.core.export_queue_len() > 0 {
+    while collector
+        .core
+        .counters()
+        .export_spans_ok
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 2
+    {
         assert!(tokio::time::Instant::now() < deadline, "not stored in time");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // While the collector holds the store, it answers GET /traces.
+    let mut s = tokio::net::TcpStream::connect(collector.metrics)
+        .await
+        .unwrap();
+    s.write_all(format!("GET /traces?trace={trace_id:032x} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut live = String::new();
+    s.read_to_string(&mut live).await.unwrap();
+    assert!(live.starts_with("HTTP/1.0 200"), "{live}");
+    assert!(live.contains("ioam.hop.0.node_id.last = 42"), "{live}");
     collector.shutdown(Duration::from_secs(2)).await;
 
     let store = Store::open(&path, 100).unwrap();
