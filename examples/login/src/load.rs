@@ -191,10 +191,16 @@ impl Bulk {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
         };
+        // Connect every flow before any sends: a SYN behind a queue the
+        // first flows already fill could be dropped and wait a second.
+        let mut conns = Vec::new();
         for _ in 0..flows.max(1) {
             let tcp = TcpStream::connect_timeout(&to, Duration::from_secs(3))
                 .with_context(|| format!("bulk transfer to {to}"))?;
             tcp.set_write_timeout(Some(Duration::from_millis(200)))?;
+            conns.push(tcp);
+        }
+        for tcp in conns {
             let s = Arc::clone(&bulk.stop);
             bulk.threads
                 .push(
