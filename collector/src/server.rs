@@ -352,6 +352,29 @@ fn grpc_builder(cfg: &Config) -> Result<tonic::transport::Server, Error> {
     Ok(b)
 }
 
+/// The same mapping as [`resource_exhausted`] for unary calls, whose decode
+/// errors tonic answers before the handler runs: a trailers-only response
+/// with the status in its headers.
+fn resource_exhausted_response(
+    mut r: tonic::codegen::http::Response<tonic::body::Body>,
+) -> tonic::codegen::http::Response<tonic::body::Body> {
+    let h = r.headers();
+    let too_large = h.get("grpc-status").is_some_and(|v| v == "11")
+        && h.get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| {
+                m.contains("message length too large")
+                    || m.contains("message%20length%20too%20large")
+            });
+    if too_large {
+        r.headers_mut().insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    r
+}
+
 /// Binds every listener and starts serving.
 pub async fn start(cfg: Config) -> Result<Running, Error> {
     let (downstream, store) = match &cfg.downstream {
@@ -405,6 +428,9 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
     let mut tasks = Vec::new();
 
     let otlp = grpc_builder(&cfg)?
+        .layer(tower::util::MapResponseLayer::new(
+            resource_exhausted_response,
+        ))
         .add_service(TraceServiceServer::new(svc.clone()).max_decoding_message_size(max));
     tasks.push(tokio::spawn(async move {
         if let Err(e) = otlp

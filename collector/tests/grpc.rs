@@ -326,6 +326,39 @@ async fn oversized_and_malformed_messages_get_the_right_status() {
     let st = c.report(tokio_stream::iter(vec![huge])).await.unwrap_err();
     assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
 
+    // the same over OTLP (unary)
+    let mut otlp = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+        format!("http://{}", collector.otlp_grpc),
+    )
+    .await
+    .unwrap();
+    let big = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            schema_url: "x".repeat(64 * 1024),
+            ..Default::default()
+        }],
+    };
+    let st = otlp.export(big).await.unwrap_err();
+    assert_eq!(st.code(), tonic::Code::ResourceExhausted, "{st:?}");
+    let st = otlp
+        .export(
+            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+                resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                    scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                        spans: vec![opentelemetry_proto::tonic::trace::v1::Span {
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            },
+        )
+        .await;
+    assert!(st.is_ok(), "a normal request still goes through: {st:?}");
+
     // field 1 as fixed64 (new variant) and field 3 as bytes (old variant)
     let mut mixed = vec![0x09, 1, 0, 0, 0, 0, 0, 0, 0];
     mixed.extend([0x1a, 0]);
