@@ -78,6 +78,12 @@ impl Args {
     }
 }
 
+/// Whether `tool` is an executable file on `PATH`.
+fn which(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}
+
 /// Whether this process may build namespaces: effective uid 0.
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -311,6 +317,11 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let _ = std::fs::remove_file(&store_path);
     let identity = https::Identity::generate()?;
 
+    if which("simple_switch_grpc") {
+        eprintln!(
+            "note: simple_switch_grpc is installed, but the bmv2 router variant is not implemented yet; using the linux router"
+        );
+    }
     eprintln!("building the fabric (cltc -> plans -> clt-linux apply in each namespace)");
     let topo = Topology::build(&src, &mut |s| eprint!("{s}"))?;
     let ioam_listen: SocketAddr = topo

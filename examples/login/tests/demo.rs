@@ -9,6 +9,10 @@ use clt_login_demo::report::{ROUNDS, blocks, network_spans, router_queue_depth, 
 use clt_login_demo::stats;
 use std::process::Command;
 
+/// The demos of this file run one at a time: two at once would load the
+/// machine during each other's measurements.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn skip_reason() -> Option<String> {
     if !clt_login_demo::is_root() {
         return Some("not root (the demo builds network namespaces)".into());
@@ -31,6 +35,7 @@ fn short_demo_shows_congestion_queue_depth_and_no_clt_cost() {
         eprintln!("skipped: {why}");
         return;
     }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = tempfile::tempdir().unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_clt-login-demo"))
         .args(["--short", "--out"])
@@ -187,4 +192,48 @@ fn check_refusal(out: &std::process::Output) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn ctrl_c_stops_and_removes_every_namespace() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clt-login-demo"))
+        .args(["--short", "--no-overhead-run", "--out"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = format!("clt-login-{}-", child.id());
+    let netns = || {
+        let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        String::from_utf8_lossy(&list.stdout)
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .count()
+    };
+    // Wait until the fabric is up and the requests run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while netns() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fabric never came up"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the demo ended early");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_eq!(netns(), 0, "namespaces left behind");
 }
