@@ -200,6 +200,12 @@ pub fn summary_markdown(
         }
         let c = comparison(spec, samples);
         let _ = writeln!(s, "\nCLT effect, {}: {}", c.what, est(&c.clt_effect));
+        if spec.phases.iter().any(|p| p.clt && p.congested) {
+            let _ = writeln!(
+                s,
+                "\n(Under congestion the RTT is the queue's fill level, which the bulk transfers' TCP dynamics move by tens of ms between phases; this difference says nothing about CLT's cost, the overhead run does.)"
+            );
+        }
         if c.off_off.is_some() {
             let _ = writeln!(
                 s,
