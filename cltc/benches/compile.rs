@@ -162,6 +162,10 @@ struct Measure {
     peak: usize,
     policies: usize,
     routes: usize,
+    /// Rendering the P4 artifacts (program, P4Info, entries) of every switch.
+    p4: Duration,
+    files: usize,
+    out_bytes: usize,
 }
 
 fn measure(n: usize, runs: usize) -> Measure {
@@ -173,6 +177,9 @@ fn measure(n: usize, runs: usize) -> Measure {
     let mut peak = 0;
     let mut policies = 0;
     let mut routes = 0;
+    let mut p4 = Duration::MAX;
+    let mut files_n = 0;
+    let mut out_bytes = 0;
     for _ in 0..runs {
         let t = Instant::now();
         let (ast, _) = cltc::parse_source(&src);
@@ -190,7 +197,20 @@ fn measure(n: usize, runs: usize) -> Measure {
         policies = c.fabric.policies.len();
         routes = c.fabric.nodes.iter().map(|n| n.routes.len()).sum();
         assert_eq!(c.fabric.nodes.len(), n);
+        files_n = files.len();
+        out_bytes = files.iter().map(|f| f.contents.len()).sum();
         std::hint::black_box(files);
+        let t = Instant::now();
+        for (i, node) in c.fabric.nodes.iter().enumerate() {
+            let target = match node.kind {
+                cltc::ir::NodeKind::Linux => continue,
+                cltc::ir::NodeKind::Bmv2 => cltc::backend::p4::Target::V1Model,
+                cltc::ir::NodeKind::Tofino => cltc::backend::p4::Target::Tna,
+            };
+            let a = cltc::backend::p4::compile(&c.fabric, cltc::ir::NodeIdx(i as u32), target);
+            std::hint::black_box(a);
+        }
+        p4 = p4.min(t.elapsed());
     }
     Measure {
         parse,
@@ -200,6 +220,9 @@ fn measure(n: usize, runs: usize) -> Measure {
         peak,
         policies,
         routes,
+        p4,
+        files: files_n,
+        out_bytes,
     }
 }
 
@@ -244,6 +267,14 @@ fn main() {
             ms(m.full),
             mib(m.front_peak),
             mib(m.peak)
+        );
+        println!(
+            "       output: {} files, {:.1} MiB, {:.1} ns per output byte; P4 artifacts {:.2}ms ({:.0}% of all output)",
+            m.files,
+            mib(m.out_bytes),
+            m.full.as_secs_f64() * 1e9 / m.out_bytes.max(1) as f64,
+            ms(m.p4),
+            100.0 * m.p4.as_secs_f64() / m.full.as_secs_f64()
         );
         if let Some((pn, pm)) = &prev {
             let r = n as f64 / *pn as f64;

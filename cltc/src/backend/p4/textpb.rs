@@ -46,6 +46,40 @@ pub fn canonical_u128(value: u128) -> Vec<u8> {
     canonical(&value.to_be_bytes())
 }
 
+/// A canonical bytestring of at most 16 bytes, kept on the stack: what
+/// [`canonical`] and [`canonical_u128`] return, without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Canon {
+    buf: [u8; 16],
+    start: u8,
+}
+
+impl Canon {
+    pub fn of_u128(value: u128) -> Canon {
+        let buf = value.to_be_bytes();
+        let start = buf.iter().position(|b| *b != 0).unwrap_or(15);
+        Canon {
+            buf,
+            start: start as u8,
+        }
+    }
+
+    /// The canonical form of a big-endian value of at most 16 bytes (longer
+    /// input keeps only its last 16).
+    pub fn of_bytes(bytes: &[u8]) -> Canon {
+        let tail = &bytes[bytes.len().saturating_sub(16)..];
+        let mut v: u128 = 0;
+        for &b in tail {
+            v = (v << 8) | u128::from(b);
+        }
+        Canon::of_u128(v)
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +89,29 @@ mod tests {
         assert_eq!(canonical_u128(0), vec![0]);
         assert_eq!(canonical_u128(443), vec![0x01, 0xbb]);
         assert_eq!(canonical(&[0, 0, 0x80, 0]), vec![0x80, 0]);
+    }
+
+    #[test]
+    fn canon_matches_canonical() {
+        for v in [0u128, 1, 0xff, 0x100, 443, u128::MAX, 1 << 127] {
+            assert_eq!(Canon::of_u128(v).as_slice(), canonical_u128(v).as_slice());
+        }
+        let mac = [0, 0, 0x80, 0, 1, 2];
+        assert_eq!(Canon::of_bytes(&mac).as_slice(), canonical(&mac).as_slice());
+        assert_eq!(Canon::of_bytes(&[0; 6]).as_slice(), &[0]);
+    }
+
+    #[test]
+    fn field_bytes_is_bytes_literal() {
+        let mut w = TextWriter::new();
+        w.open("m");
+        w.field_bytes("value", &[0x0a, 0xff, 0]);
+        w.field("value", bytes_literal(&[0x0a, 0xff, 0]));
+        w.close();
+        let out = w.finish();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], lines[2]);
+        assert_eq!(lines[1], r#"  value: "\x0a\xff\x00""#);
     }
 
     #[test]
@@ -76,16 +133,54 @@ impl TextWriter {
         TextWriter::default()
     }
 
+    /// A writer whose buffer starts with room for `bytes`.
+    pub fn with_capacity(bytes: usize) -> TextWriter {
+        TextWriter {
+            out: String::with_capacity(bytes),
+            depth: 0,
+        }
+    }
+
+    /// `name: "\x.."`: [`bytes_literal`] written in place, no allocation.
+    pub fn field_bytes(&mut self, name: &str, bytes: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.indent();
+        self.out.reserve(name.len() + 5 + bytes.len() * 4);
+        self.out.push_str(name);
+        self.out.push_str(": \"");
+        for &b in bytes {
+            self.out.push_str("\\x");
+            self.out.push(char::from(HEX[usize::from(b >> 4)]));
+            self.out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+        self.out.push_str("\"\n");
+    }
+
+    /// A `# comment` line from format arguments, written in place.
+    pub fn comment_fmt(&mut self, args: std::fmt::Arguments<'_>) {
+        self.indent();
+        self.out.push_str("# ");
+        let _ = self.out.write_fmt(args);
+        self.out.push('\n');
+    }
+
     fn indent(&mut self) {
-        for _ in 0..self.depth {
-            self.out.push_str("  ");
+        const SPACES: &str = "                                ";
+        let n = self.depth * 2;
+        if n <= SPACES.len() {
+            self.out.push_str(&SPACES[..n]);
+        } else {
+            for _ in 0..self.depth {
+                self.out.push_str("  ");
+            }
         }
     }
 
     /// `name {`, then everything up to the matching [`TextWriter::close`].
     pub fn open(&mut self, name: &str) {
         self.indent();
-        let _ = writeln!(self.out, "{name} {{");
+        self.out.push_str(name);
+        self.out.push_str(" {\n");
         self.depth += 1;
     }
 
