@@ -231,9 +231,13 @@ impl OtlpDownstream {
     }
 
     /// Exports a batch; on error returns the spans that did not go.
+    /// Exports a batch, one request per resource. A group refused for good
+    /// is dropped and counted in `rejected`; at the first retryable failure
+    /// that group and the rest come back as `Err` for a retry.
     async fn export(
         &mut self,
         batch: Vec<(OutSpan, usize)>,
+        rejected: &mut u64,
     ) -> Result<(), (Error, Vec<(OutSpan, usize)>)> {
         let mut groups: Vec<(Attributes, Vec<(OutSpan, usize)>)> = Vec::new();
         for item in batch {
@@ -257,9 +261,17 @@ impl OtlpDownstream {
                     .map_err(|e| Error::Export(e.to_string())),
                 Err(e) => Err(e),
             };
-            if let Err(e) = res {
-                first_err = Some(e);
-                failed.extend(group);
+            match res {
+                Ok(()) => {}
+                Err(e) if is_permanent(&e.to_string()) => {
+                    // Retrying would block everything behind this group.
+                    tracing::error!(error = %e, spans = group.len(), "downstream rejected spans; dropped");
+                    *rejected += group.len() as u64;
+                }
+                Err(e) => {
+                    first_err = Some(e);
+                    failed.extend(group);
+                }
             }
         }
         match first_err {
@@ -267,6 +279,32 @@ impl OtlpDownstream {
             Some(e) => Err((e, failed)),
         }
     }
+}
+
+/// Whether an export error is permanent (OTLP: only CANCELLED,
+/// DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS and
+/// RESOURCE_EXHAUSTED are worth retrying). Transport failures (no gRPC code
+/// from the peer) are retried.
+pub fn is_permanent(message: &str) -> bool {
+    const PERMANENT: [&str; 8] = [
+        "InvalidArgument",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "FailedPrecondition",
+        "Unimplemented",
+        "Unauthenticated",
+        "Internal",
+    ];
+    message
+        .split("gRPC code: ")
+        .nth(1)
+        .map(|rest| {
+            rest.split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("")
+        })
+        .is_some_and(|code| PERMANENT.contains(&code))
 }
 
 /// Drains `queue` into `downstream` until `stop` is notified and the queue
@@ -294,8 +332,9 @@ pub async fn run_exporter(
             continue;
         }
         let n = batch.len() as u64;
+        let mut rejected = 0u64;
         let result = match &mut downstream {
-            Downstream::Otlp(d) => d.export(batch).await,
+            Downstream::Otlp(d) => d.export(batch, &mut rejected).await,
             Downstream::Store(st) => {
                 let spans: Vec<OutSpan> = batch.iter().map(|(s, _)| s.clone()).collect();
                 let st = Arc::clone(st);
@@ -306,13 +345,20 @@ pub async fn run_exporter(
                 }
             }
         };
+        if rejected > 0 {
+            counters
+                .export_spans_rejected
+                .fetch_add(rejected, Ordering::Relaxed);
+        }
         match result {
             Ok(()) => {
-                counters.export_spans_ok.fetch_add(n, Ordering::Relaxed);
+                counters
+                    .export_spans_ok
+                    .fetch_add(n - rejected, Ordering::Relaxed);
                 backoff = Duration::from_millis(50);
             }
             Err((e, failed)) => {
-                let ok = n - failed.len() as u64;
+                let ok = n - rejected - failed.len() as u64;
                 counters.export_spans_ok.fetch_add(ok, Ordering::Relaxed);
                 counters.export_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "export failed");
@@ -327,5 +373,24 @@ pub async fn run_exporter(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_permanent;
+
+    #[test]
+    fn permanent_errors_follow_otlp() {
+        assert!(is_permanent(
+            "export: TonicTracesClient export failed with gRPC code: InvalidArgument"
+        ));
+        assert!(is_permanent("x gRPC code: Unimplemented: detail"));
+        assert!(!is_permanent(
+            "x gRPC code: Unavailable: connection refused"
+        ));
+        assert!(!is_permanent("x gRPC code: ResourceExhausted"));
+        assert!(!is_permanent("x gRPC code: DeadlineExceeded"));
+        assert!(!is_permanent("transport error"));
     }
 }

@@ -18,6 +18,8 @@ pub struct Counters {
     pub export_spans_ok: AtomicU64,
     pub export_spans_dropped: AtomicU64,
     pub export_failures: AtomicU64,
+    /// Spans the downstream refused for good (a non-retryable status).
+    pub export_spans_rejected: AtomicU64,
     pub store_spans: AtomicU64,
 }
 

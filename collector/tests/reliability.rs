@@ -220,3 +220,46 @@ async fn flood_of_unmatched_traces_stays_under_the_bound() {
     assert_eq!(st.traces_matched, 0);
     collector.shutdown(Duration::from_millis(100)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_spans_are_dropped_and_do_not_block_the_rest() {
+    let receiver = Receiver {
+        refuse_name: Some("poison".into()),
+        ..Receiver::default()
+    };
+    let (raddr, _h) = receiver.serve("127.0.0.1:0".parse().unwrap()).await;
+    let collector = server::start(loopback_config(Some(raddr), None))
+        .await
+        .unwrap();
+    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.otlp_grpc))
+        .await
+        .unwrap();
+    let mut poison = request(0..1);
+    poison.resource_spans[0].scope_spans[0].spans[0].name = "poison".into();
+    if let Some(r) = poison.resource_spans[0].resource.as_mut() {
+        r.attributes[0].value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue("bad".into())),
+        });
+    }
+    otlp.export(poison).await.unwrap();
+    otlp.export(request(1..11)).await.unwrap();
+    let got = receiver
+        .wait_for(10, "the ten good spans", |s| s.len() >= 10)
+        .await;
+    assert!(got.iter().all(|r| r.span.name != "poison"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while collector
+        .core
+        .counters()
+        .export_spans_rejected
+        .load(std::sync::atomic::Ordering::Relaxed)
+        != 1
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refused span must be counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    collector.shutdown(Duration::from_millis(200)).await;
+}

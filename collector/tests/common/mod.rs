@@ -65,6 +65,8 @@ pub fn attr_int(kvs: &[KeyValue], name: &str) -> Option<i64> {
 #[derive(Debug, Clone, Default)]
 pub struct Receiver {
     pub spans: Arc<Mutex<Vec<Received>>>,
+    /// Requests with a span of this name are refused with INVALID_ARGUMENT.
+    pub refuse_name: Option<String>,
 }
 
 #[tonic::async_trait]
@@ -73,8 +75,20 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let req = request.into_inner();
+        if let Some(bad) = &self.refuse_name {
+            let poisoned = req
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+                .any(|s| &s.name == bad);
+            if poisoned {
+                return Err(tonic::Status::invalid_argument("refused"));
+            }
+        }
         let mut spans = self.spans.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
+        for rs in req.resource_spans {
             let service = rs
                 .resource
                 .as_ref()
