@@ -1843,14 +1843,21 @@ impl Cx<'_> {
                     Some(a) != d
                 });
             }
-            all.sort_unstable_by_key(|&(p, _)| p);
-            let mut r = Vec::with_capacity(all.len() + 1);
+            let mut kept: Vec<(usize, Ipv6Net, Adj)> = all
+                .into_iter()
+                .map(|(p, a)| (p, prefixes[p].0, a))
+                .collect();
+            if kept.len() > 1 {
+                aggregate(&mut kept, &by_prefix);
+            }
+            kept.sort_unstable_by_key(|&(order, _, _)| order);
+            let mut r = Vec::with_capacity(kept.len() + 1);
             if let Some(a) = d {
                 let any = Ipv6Net::new(Ipv6Addr::UNSPECIFIED, 0).expect("::/0 is valid");
                 r.push(self.route(m, x, a, any, &mut mac_errors));
             }
-            for (p, a) in all {
-                r.push(self.route(m, x, a, prefixes[p].0, &mut mac_errors));
+            for (_, net, a) in kept {
+                r.push(self.route(m, x, a, net, &mut mac_errors));
             }
             routes[x] = r;
         }
@@ -1972,6 +1979,47 @@ fn break_default_loops(default: &mut [Option<(Adj, usize)>], degree: &[usize]) {
         for &w in &walk {
             state[w] = DONE;
         }
+    }
+}
+
+/// Merges routes of sibling prefixes (the two halves of one supernet) with
+/// the same next hop into the supernet, as long as it lasts. Exact: the
+/// supernet is their union, so every address it covers went to that next hop
+/// before. A supernet that is a fabric prefix itself, or `::/0`, is never
+/// made. Each route is `(order, prefix, next hop)`; a merged one keeps the
+/// smaller order.
+fn aggregate(routes: &mut Vec<(usize, Ipv6Net, Adj)>, fabric: &HashMap<Ipv6Net, usize>) {
+    let mut map: HashMap<Ipv6Net, (usize, Adj)> =
+        routes.iter().map(|&(o, net, a)| (net, (o, a))).collect();
+    let mut work: Vec<Ipv6Net> = routes.iter().map(|r| r.1).collect();
+    let mut merged = false;
+    while let Some(p) = work.pop() {
+        let Some(&(order, hop)) = map.get(&p) else {
+            continue;
+        };
+        let len = p.prefix_len();
+        if len <= 1 {
+            continue;
+        }
+        let Some(sup) = p.supernet() else { continue };
+        let sibling_addr = u128::from(p.network()) ^ (1u128 << (128 - u32::from(len)));
+        let Ok(sibling) = Ipv6Net::new(Ipv6Addr::from(sibling_addr), len) else {
+            continue;
+        };
+        let Some(&(order2, hop2)) = map.get(&sibling) else {
+            continue;
+        };
+        if hop2 != hop || fabric.contains_key(&sup) || map.contains_key(&sup) {
+            continue;
+        }
+        map.remove(&p);
+        map.remove(&sibling);
+        map.insert(sup, (order.min(order2), hop));
+        work.push(sup);
+        merged = true;
+    }
+    if merged {
+        *routes = map.into_iter().map(|(net, (o, a))| (o, net, a)).collect();
     }
 }
 
