@@ -119,10 +119,11 @@ fn build() -> Result<(Topology, [String; 3]), String> {
                 "netns",
                 "exec",
                 &a,
-                "sh",
+                "bash",
                 "-c",
-                "echo > /dev/udp/db02::2/9 2>/dev/null",
+                "echo > /dev/udp/db02::2/9",
             ])
+            .stderr(std::process::Stdio::null())
             .status();
         let out = Command::new("ip")
             .args(["-n", &r, "neigh", "show", "db02::2"])
@@ -134,6 +135,100 @@ fn build() -> Result<(Topology, [String; 3]), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok((topo, [a, r, s]))
+}
+
+/// Our attribute field names and tshark's IOAM field names.
+const TSHARK_FIELDS: [(&str, &str); 6] = [
+    ("hop_limit", "ipv6.opt.ioam.trace.node.hlim"),
+    ("node_id", "ipv6.opt.ioam.trace.node.id"),
+    ("ingress_if_id", "ipv6.opt.ioam.trace.node.iif"),
+    ("egress_if_id", "ipv6.opt.ioam.trace.node.eif"),
+    ("timestamp_secs", "ipv6.opt.ioam.trace.node.tss"),
+    ("timestamp_frac", "ipv6.opt.ioam.trace.node.tsf"),
+];
+
+fn start_tshark(ns: &str) -> Option<std::process::Child> {
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        ns,
+        "tshark",
+        "-i",
+        "vs",
+        "-l",
+        "-n",
+        "-c",
+        "3",
+        "-f",
+        "ip6[6] == 0 and ip6 dst host db02::2",
+    ]);
+    cmd.args([
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for (_, f) in TSHARK_FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    // tshark takes a moment to open the interface
+    std::thread::sleep(Duration::from_millis(2500));
+    Some(child)
+}
+
+/// Per packet: field name -> the nodes' values as carried.
+fn finish_tshark(
+    mut child: std::process::Child,
+) -> Result<Vec<std::collections::HashMap<&'static str, Vec<i64>>>, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            _ => {
+                let _ = child.kill();
+                return Err("tshark did not see 3 packets".into());
+            }
+        }
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().ok_or("no stdout")?, &mut out)
+        .map_err(|e| e.to_string())?;
+    let mut packets = Vec::new();
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let mut p = std::collections::HashMap::new();
+        for (i, (_, f)) in TSHARK_FIELDS.iter().enumerate() {
+            let vals = cols
+                .get(i)
+                .ok_or_else(|| format!("short line {line:?}"))?
+                .split(',')
+                .map(|v| {
+                    let v = v.trim();
+                    match v.strip_prefix("0x") {
+                        Some(h) => i64::from_str_radix(h, 16),
+                        None => v.parse(),
+                    }
+                    .map_err(|e| format!("{f} {v:?}: {e}"))
+                })
+                .collect::<Result<Vec<i64>, String>>()?;
+            p.insert(*f, vals);
+        }
+        packets.push(p);
+    }
+    Ok(packets)
 }
 
 fn policy() -> cltc::artifact::linux::EncapPolicy {
@@ -240,6 +335,9 @@ async fn request_through_a_router_gets_its_network_span() {
     });
     std::thread::sleep(Duration::from_millis(200));
 
+    // An independent oracle: tshark's IOAM dissector on the same interface.
+    let tshark = start_tshark(&server_ns);
+
     // Three packets of the request, marked with the CLT socket API.
     const PACKETS: usize = 3;
     let sent = clt_linux::netns::run_in(Some(&app_ns), move || {
@@ -317,6 +415,43 @@ async fn request_through_a_router_gets_its_network_span() {
         "router timestamp {ts} vs now {now}"
     );
     assert_eq!(net.span.events.len(), 2);
+    // Every hop's fields against what tshark saw in the packets: min, max
+    // and last over the three packets (tshark lists nodes as carried: the
+    // last hop first).
+    match tshark.map(finish_tshark) {
+        Some(Ok(packets)) => {
+            assert_eq!(packets.len(), PACKETS, "tshark packets: {packets:?}");
+            for (field, tfield) in TSHARK_FIELDS {
+                for hop in 0..2 {
+                    let vals: Vec<i64> = packets
+                        .iter()
+                        .map(|p| {
+                            let nodes = &p[tfield];
+                            nodes[nodes.len() - 1 - hop]
+                        })
+                        .collect();
+                    let want = (
+                        vals.iter().min().copied(),
+                        vals.iter().max().copied(),
+                        vals.last().copied(),
+                    );
+                    let got = (
+                        h(hop, &format!("{field}.min")),
+                        h(hop, &format!("{field}.max")),
+                        h(hop, &format!("{field}.last")),
+                    );
+                    assert_eq!(got, want, "hop {hop} {field} (tshark: {vals:?})");
+                }
+            }
+            eprintln!(
+                "tshark oracle: {} packets, every hop field agrees",
+                packets.len()
+            );
+        }
+        Some(Err(e)) => eprintln!("tshark oracle skipped: {e}"),
+        None => eprintln!("tshark oracle skipped: no tshark"),
+    }
+
     let app = got
         .iter()
         .find(|r| r.span_id() == span_id)
