@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod p4info;
 pub mod proto;
 pub mod reconcile;
+pub mod rollout;
 pub mod session;
 pub mod write;
 

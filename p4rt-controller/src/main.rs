@@ -56,6 +56,26 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Roll a compiled fabric out in the order of its rollout.json, each
+    /// step verified; a failed step rolls back the steps made.
+    Rollout {
+        /// The compiled fabric to roll out.
+        compiled: PathBuf,
+        /// The compiled fabric running now: roll out only the difference.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Linux nodes configured in network namespaces: `node=netns,...`.
+        #[arg(long, value_delimiter = ',')]
+        netns_map: Vec<String>,
+        /// Print the plan; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Linux IOAM insertion: route, socket or auto.
+        #[arg(long, default_value = "auto")]
+        insertion: String,
+    },
+    /// Show the difference between two compiled fabrics, per node.
+    Plan { old: PathBuf, new: PathBuf },
     /// Parse every device's compiled inputs and print a summary; no network.
     Check {
         #[arg(long)]
@@ -103,6 +123,36 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logs(cli.json);
     match cli.command {
+        Command::Rollout {
+            compiled,
+            from,
+            netns_map,
+            dry_run,
+            insertion,
+        } => {
+            use clt_controller::rollout;
+            let new = rollout::Compiled::load(&compiled)?;
+            let old = from.as_deref().map(rollout::Compiled::load).transpose()?;
+            if dry_run {
+                print!("{}", rollout::dry_run_text(old.as_ref(), &new));
+                return Ok(());
+            }
+            let opts = rollout::Options {
+                netns: rollout::parse_netns_map(&netns_map)?,
+                dry_run,
+                insertion: insertion.parse()?,
+            };
+            let outcome = rollout::run(old.as_ref(), &new, &opts, |_| {}).await;
+            print!("{outcome}");
+            if let Some(f) = &outcome.failure {
+                bail!("rollout failed at {}: {}", f.step, f.cause);
+            }
+        }
+        Command::Plan { old, new } => {
+            let old = clt_controller::rollout::Compiled::load(&old)?;
+            let new = clt_controller::rollout::Compiled::load(&new)?;
+            print!("{}", clt_controller::rollout::plan_text(&old, &new));
+        }
         Command::Run {
             config,
             compiled,

@@ -1,0 +1,862 @@
+//! Rolling a compiled fabric out to Linux nodes and P4 devices, in the order
+//! of `rollout.json`, one verified step at a time, with rollback.
+//!
+//! A rollout is a list of [`Step`]s: (node, stage role). Apply stages are
+//! `forwarding`, `decap`, `transit`, `encap`; removal stages run in reverse
+//! (`encap` first). Each step is made and then read back: for a Linux node a
+//! second `clt-linux` diff must be empty, for a P4 device the read-back
+//! entries must equal the compiled ones. When a step fails, every step
+//! already made is undone, newest first, and the [`Outcome`] names the node,
+//! the cause and what was undone.
+//!
+//! Linux stages are cumulative sub-plans of the node's plan (see
+//! [`linux_stage_plan`]): `forwarding` has no IOAM (no namespaces, no
+//! `ioam6` sysctls, routes without encapsulation), `decap`/`transit` add the
+//! IOAM namespaces and sysctls, `encap` is the whole plan.
+//!
+//! Invariants:
+//! - nothing is touched in a dry run, and nothing outside the step's node;
+//! - a step starts only after every earlier step was verified;
+//! - with `--from OLD`, nodes whose artifacts did not change are not touched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use clt_linux::plan::{self as lplan, Change, KernelState};
+use cltc::artifact::linux::LinuxPlan;
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::device::{Device, DeviceSpec};
+use crate::inputs::{DeviceInputs, parse_entries};
+use crate::metrics::Metrics;
+use crate::proto::p4::v1 as p4;
+use crate::reconcile;
+use crate::session::Mastership;
+
+/// Errors of loading, planning and rolling out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error("node {node}: {message}")]
+    Node { node: String, message: String },
+}
+
+fn load_err(path: &Path, message: impl fmt::Display) -> Error {
+    Error::Load {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct RolloutFile {
+    apply: Vec<StageFile>,
+    remove: Vec<StageFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct StageFile {
+    role: String,
+    nodes: Vec<StepFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct StepFile {
+    node: String,
+    kind: String,
+    #[serde(default)]
+    policies: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ManifestFile {
+    nodes: Vec<ManifestNode>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ManifestNode {
+    name: String,
+    kind: String,
+}
+
+/// A node's compiled artifacts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Artifact {
+    Linux(LinuxPlan),
+    /// A P4 node: its entries and a fingerprint of its pipeline files.
+    P4 {
+        entries: Vec<p4::TableEntry>,
+        pipeline: Vec<u8>,
+    },
+}
+
+/// A `cltc compile` output directory.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub dir: PathBuf,
+    /// By node name.
+    pub nodes: BTreeMap<String, Artifact>,
+    rollout: RolloutFile,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| load_err(path, e))
+}
+
+impl Compiled {
+    pub fn load(dir: &Path) -> Result<Compiled, Error> {
+        let manifest_path = dir.join("manifest.json");
+        let manifest: ManifestFile = serde_json::from_slice(&read(&manifest_path)?)
+            .map_err(|e| load_err(&manifest_path, e))?;
+        let rollout_path = dir.join("rollout.json");
+        let rollout: RolloutFile = serde_json::from_slice(&read(&rollout_path)?)
+            .map_err(|e| load_err(&rollout_path, e))?;
+        let mut nodes = BTreeMap::new();
+        for n in &manifest.nodes {
+            let nd = dir.join("nodes").join(&n.name);
+            let art = match n.kind.as_str() {
+                "linux" => {
+                    let p = nd.join("plan.json");
+                    Artifact::Linux(
+                        serde_json::from_slice(&read(&p)?).map_err(|e| load_err(&p, e))?,
+                    )
+                }
+                "bmv2" | "tofino" => {
+                    let p = nd.join("entries.txtpb");
+                    let text = String::from_utf8(read(&p)?).map_err(|e| load_err(&p, e))?;
+                    let entries = parse_entries(&text, &p.display().to_string())
+                        .map_err(|e| load_err(&p, e))?
+                        .tables;
+                    let mut pipeline = Vec::new();
+                    for f in ["p4info.txtpb", "program.p4", "program.json"] {
+                        // program.json (the p4c output) may be absent.
+                        if let Ok(b) = std::fs::read(nd.join(f)) {
+                            pipeline.extend_from_slice(&(b.len() as u64).to_be_bytes());
+                            pipeline.extend(b);
+                        }
+                    }
+                    Artifact::P4 { entries, pipeline }
+                }
+                other => return Err(load_err(&manifest_path, format!("unknown kind {other}"))),
+            };
+            nodes.insert(n.name.clone(), art);
+        }
+        Ok(Compiled {
+            dir: dir.to_path_buf(),
+            nodes,
+            rollout,
+        })
+    }
+}
+
+/// Apply (stages in order) or remove (stages in reverse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Remove,
+    Apply,
+}
+
+/// One step of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub phase: Phase,
+    pub node: String,
+    pub kind: String,
+    /// `forwarding`, `decap`, `transit` or `encap`.
+    pub role: String,
+    pub policies: Vec<String>,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.phase {
+            Phase::Apply => "apply",
+            Phase::Remove => "remove",
+        };
+        write!(f, "{verb} {} on {} ({})", self.role, self.node, self.kind)?;
+        if !self.policies.is_empty() {
+            write!(f, " for {}", self.policies.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+fn is_empty_plan(p: &LinuxPlan) -> bool {
+    p.sysctls.is_empty()
+        && p.interfaces.is_empty()
+        && p.neighbors.is_empty()
+        && p.schemas.is_empty()
+        && p.namespaces.is_empty()
+        && p.routes.is_empty()
+}
+
+fn is_ioam_sysctl(key: &str) -> bool {
+    key.contains("ioam6")
+}
+
+/// The part of `plan` a stage installs (cumulative: `decap` includes
+/// `forwarding`, `encap` is the whole plan).
+pub fn linux_stage_plan(plan: &LinuxPlan, role: &str) -> LinuxPlan {
+    let mut p = plan.clone();
+    if role == "encap" {
+        return p;
+    }
+    for r in &mut p.routes {
+        r.encap = None;
+    }
+    p.encap.clear();
+    if role == "forwarding" {
+        p.sysctls.retain(|s| !is_ioam_sysctl(&s.key));
+        p.schemas.clear();
+        p.namespaces.clear();
+    }
+    p
+}
+
+/// What a removal stage takes off a node going from `old` to `new`: a plan
+/// to apply (`encap`: the old routes, with the encapsulation `new` lacks
+/// stripped) or to tear down (the rest: what `new` no longer names).
+fn linux_removal(old: &LinuxPlan, new: Option<&LinuxPlan>, role: &str) -> (LinuxPlan, bool) {
+    let empty = LinuxPlan {
+        node: old.node.clone(),
+        sysctls: vec![],
+        interfaces: vec![],
+        neighbors: vec![],
+        schemas: vec![],
+        namespaces: vec![],
+        routes: vec![],
+        encap: vec![],
+    };
+    let new = new.unwrap_or(&empty);
+    match role {
+        "encap" => {
+            let mut p = empty.clone();
+            p.routes = old
+                .routes
+                .iter()
+                .filter(|r| r.encap.is_some() && !new.routes.contains(r))
+                .filter(|r| new.routes.iter().any(|n| n.dst == r.dst))
+                .map(|r| {
+                    let mut r = r.clone();
+                    r.encap = None;
+                    r
+                })
+                .collect();
+            (p, false)
+        }
+        "forwarding" => {
+            let mut p = empty.clone();
+            p.routes = old
+                .routes
+                .iter()
+                .filter(|r| !new.routes.iter().any(|n| n.dst == r.dst))
+                .cloned()
+                .collect();
+            p.neighbors = old
+                .neighbors
+                .iter()
+                .filter(|n| !new.neighbors.contains(n))
+                .cloned()
+                .collect();
+            p.interfaces = old
+                .interfaces
+                .iter()
+                .filter(|i| !new.interfaces.iter().any(|n| n.address == i.address))
+                .cloned()
+                .collect();
+            p.sysctls = old
+                .sysctls
+                .iter()
+                .filter(|s| !is_ioam_sysctl(&s.key))
+                .filter(|s| !new.sysctls.iter().any(|n| n.key == s.key))
+                .cloned()
+                .collect();
+            (p, true)
+        }
+        _ => {
+            let mut p = empty.clone();
+            p.namespaces = old
+                .namespaces
+                .iter()
+                .filter(|n| !new.namespaces.iter().any(|k| k.id == n.id))
+                .cloned()
+                .collect();
+            p.schemas = old
+                .schemas
+                .iter()
+                .filter(|s| !new.schemas.iter().any(|k| k.id == s.id))
+                .cloned()
+                .collect();
+            p.sysctls = old
+                .sysctls
+                .iter()
+                .filter(|s| is_ioam_sysctl(&s.key))
+                .filter(|s| !new.sysctls.iter().any(|n| n.key == s.key))
+                .cloned()
+                .collect();
+            (p, true)
+        }
+    }
+}
+
+/// The steps of a rollout of `new`, or of the difference from `old`.
+pub fn steps(old: Option<&Compiled>, new: &Compiled) -> Vec<Step> {
+    let changed = |node: &str| match old {
+        None => true,
+        Some(o) => o.nodes.get(node) != new.nodes.get(node),
+    };
+    let mut out = Vec::new();
+    if let Some(o) = old {
+        for stage in &o.rollout.remove {
+            for s in &stage.nodes {
+                if !changed(&s.node) {
+                    continue;
+                }
+                let needed = match o.nodes.get(&s.node) {
+                    Some(Artifact::Linux(op)) => {
+                        let (p, _) = linux_removal(op, linux_of(Some(new), &s.node), &stage.role);
+                        !is_empty_plan(&p)
+                    }
+                    // A P4 node leaving the fabric has its entries removed
+                    // at its first removal stage; a changed one is
+                    // reconciled in the apply phase.
+                    _ => !new.nodes.contains_key(&s.node),
+                };
+                let already = out.iter().any(|x: &Step| {
+                    x.node == s.node && x.phase == Phase::Remove && x.kind != "linux"
+                });
+                if needed && !already {
+                    out.push(Step {
+                        phase: Phase::Remove,
+                        node: s.node.clone(),
+                        kind: s.kind.clone(),
+                        role: stage.role.clone(),
+                        policies: s.policies.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for stage in &new.rollout.apply {
+        for s in &stage.nodes {
+            if changed(&s.node) {
+                out.push(Step {
+                    phase: Phase::Apply,
+                    node: s.node.clone(),
+                    kind: s.kind.clone(),
+                    role: stage.role.clone(),
+                    policies: s.policies.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Per-node difference between two compiled fabrics.
+pub fn plan_text(old: &Compiled, new: &Compiled) -> String {
+    let mut out = String::new();
+    let names: std::collections::BTreeSet<&String> =
+        old.nodes.keys().chain(new.nodes.keys()).collect();
+    for name in names {
+        let (o, n) = (old.nodes.get(name), new.nodes.get(name));
+        if o == n {
+            out.push_str(&format!("{name}: unchanged\n"));
+            continue;
+        }
+        match (o, n) {
+            (Some(Artifact::Linux(_)) | None, Some(Artifact::Linux(_)))
+            | (Some(Artifact::Linux(_)), None) => {
+                out.push_str(&format!("{name} (linux):\n"));
+                for line in linux_plan_diff(linux_of(Some(old), name), linux_of(Some(new), name)) {
+                    out.push_str(&format!("  {line}\n"));
+                }
+            }
+            (_, Some(Artifact::P4 { entries, pipeline })) => {
+                let (oe, op): (&[p4::TableEntry], Option<&Vec<u8>>) = match o {
+                    Some(Artifact::P4 { entries, pipeline }) => (entries, Some(pipeline)),
+                    _ => (&[], None),
+                };
+                let d = reconcile::diff(oe, entries);
+                out.push_str(&format!(
+                    "{name} (p4): pipeline {}, entries +{} -{} ~{} ={}\n",
+                    if op == Some(pipeline) {
+                        "unchanged"
+                    } else {
+                        "changed"
+                    },
+                    d.insert.len(),
+                    d.delete.len(),
+                    d.modify.len(),
+                    d.unchanged
+                ));
+            }
+            (Some(Artifact::P4 { entries, .. }), None) => {
+                out.push_str(&format!(
+                    "{name} (p4): removed from the fabric, entries -{}\n",
+                    entries.len()
+                ));
+            }
+            _ => out.push_str(&format!("{name}: kind changed\n")),
+        }
+    }
+    out
+}
+
+/// Plan-vs-plan change list of a Linux node, one line per item.
+pub fn linux_plan_diff(old: Option<&LinuxPlan>, new: Option<&LinuxPlan>) -> Vec<String> {
+    fn items(p: Option<&LinuxPlan>) -> Vec<String> {
+        let Some(p) = p else { return vec![] };
+        let mut v = Vec::new();
+        let j = |x: &dyn erased::Ser| x.json();
+        for s in &p.sysctls {
+            v.push(format!("sysctl {}={}", s.key, s.value));
+        }
+        for i in &p.interfaces {
+            v.push(format!("interface {}", j(i)));
+        }
+        for n in &p.neighbors {
+            v.push(format!("neighbour {}", j(n)));
+        }
+        for s in &p.schemas {
+            v.push(format!("schema {}", j(s)));
+        }
+        for n in &p.namespaces {
+            v.push(format!("namespace {}", j(n)));
+        }
+        for r in &p.routes {
+            v.push(format!("route {}", j(r)));
+        }
+        for e in &p.encap {
+            v.push(format!("socket policy {}", j(e)));
+        }
+        v
+    }
+    let (o, n) = (items(old), items(new));
+    let mut out: Vec<String> = o
+        .iter()
+        .filter(|x| !n.contains(x))
+        .map(|x| format!("- {x}"))
+        .collect();
+    out.extend(
+        n.iter()
+            .filter(|x| !o.contains(x))
+            .map(|x| format!("+ {x}")),
+    );
+    if out.is_empty() {
+        out.push("no changes".into());
+    }
+    out
+}
+
+mod erased {
+    pub trait Ser {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
+/// Parses `node=netns` pairs.
+pub fn parse_netns_map(pairs: &[String]) -> Result<HashMap<String, String>, Error> {
+    pairs
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((n, ns)) if !n.is_empty() && !ns.is_empty() => Ok((n.to_string(), ns.to_string())),
+            _ => Err(Error::Node {
+                node: p.clone(),
+                message: "expected node=netns".into(),
+            }),
+        })
+        .collect()
+}
+
+/// How to run a rollout.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Linux node name -> network namespace to configure it in (absent:
+    /// the current namespace).
+    pub netns: HashMap<String, String>,
+    pub dry_run: bool,
+    pub insertion: clt_linux::Insertion,
+}
+
+/// A step made and verified.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub step: Step,
+    /// The changes made (Linux) or a summary (P4).
+    pub changes: Vec<String>,
+    undo: Undo,
+}
+
+#[derive(Debug, Clone)]
+enum Undo {
+    Linux(Vec<Change>),
+    P4(Vec<p4::TableEntry>),
+}
+
+/// A failed step.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub step: Step,
+    pub cause: String,
+    /// The steps undone, newest first.
+    pub undone: Vec<Step>,
+    pub undo_errors: Vec<String>,
+}
+
+/// What a rollout did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Steps made and verified, in order (kept for the record even when a
+    /// later failure undid them).
+    pub done: Vec<Done>,
+    pub failure: Option<Failure>,
+}
+
+impl Outcome {
+    /// The nodes a step touched (changed something on).
+    pub fn touched(&self) -> std::collections::BTreeSet<String> {
+        self.done
+            .iter()
+            .filter(|d| !d.changes.is_empty())
+            .map(|d| d.step.node.clone())
+            .collect()
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.done {
+            writeln!(
+                f,
+                "ok   {}: {} change(s), verified",
+                d.step,
+                d.changes.len()
+            )?;
+            for c in &d.changes {
+                writeln!(f, "       {c}")?;
+            }
+        }
+        if let Some(fail) = &self.failure {
+            writeln!(f, "FAILED {}: {}", fail.step, fail.cause)?;
+            writeln!(f, "rolled back {} step(s):", fail.undone.len())?;
+            for u in &fail.undone {
+                writeln!(f, "  undone: {u}")?;
+            }
+            for e in &fail.undo_errors {
+                writeln!(f, "  undo error: {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn linux_of<'a>(c: Option<&'a Compiled>, node: &str) -> Option<&'a LinuxPlan> {
+    match c?.nodes.get(node) {
+        Some(Artifact::Linux(p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// Applies `plan` (or tears it down) in the node's namespace, checks that a
+/// second diff is empty, and returns the changes made with the names needed
+/// to undo them.
+fn linux_step(
+    netns: Option<String>,
+    plan: LinuxPlan,
+    teardown: bool,
+    opts: lplan::Options,
+) -> Result<(Vec<Change>, Vec<Change>), clt_linux::Error> {
+    clt_linux::netns::run_in(netns.as_deref(), move || {
+        let nl = clt_linux::nl::Netlink::open()?;
+        let changes = if teardown {
+            let state = KernelState::read(&nl)?;
+            lplan::teardown_against(&plan, &state)?
+        } else {
+            lplan::diff(&nl, &plan, &opts)?.changes
+        };
+        let before = KernelState::read(&nl)?;
+        let names: HashMap<u32, String> = before
+            .links
+            .values()
+            .map(|l| (l.index, l.name.clone()))
+            .collect();
+        lplan::execute(&nl, &changes)?;
+        let undo: Vec<Change> = changes
+            .iter()
+            .rev()
+            .filter_map(|c| c.inverse(&names))
+            .collect();
+        let left = if teardown {
+            let state = KernelState::read(&nl)?;
+            lplan::teardown_against(&plan, &state)?
+        } else {
+            lplan::diff(&nl, &plan, &opts)?.changes
+        };
+        if !left.is_empty() {
+            let _ = lplan::execute(&nl, &undo);
+            return Err(clt_linux::Error::Plan(format!(
+                "read back after the step: {} change(s) still missing (first: {})",
+                left.len(),
+                left[0]
+            )));
+        }
+        Ok((changes, undo))
+    })
+}
+
+fn linux_undo(netns: Option<String>, undo: Vec<Change>) -> Result<(), clt_linux::Error> {
+    clt_linux::netns::run_in(netns.as_deref(), move || {
+        let nl = clt_linux::nl::Netlink::open()?;
+        lplan::execute(&nl, &undo)
+    })
+}
+
+async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), String> {
+    let config = Config::from_compiled(dir).map_err(|e| e.to_string())?;
+    let d = config
+        .devices
+        .iter()
+        .find(|d| d.name == node)
+        .ok_or_else(|| format!("no P4 device {node} in {}", dir.display()))?;
+    let inputs = DeviceInputs::load(&d.inputs).map_err(|e| e.to_string())?;
+    let dev = Device::new(DeviceSpec::from_config(d), inputs, None, Metrics::default())
+        .map_err(|e| e.to_string())?;
+    let session = dev.open().await.map_err(|e| format!("unreachable: {e}"))?;
+    if session.mastership() != Mastership::Primary {
+        return Err("another controller is primary".into());
+    }
+    Ok((dev, session))
+}
+
+/// A P4 step: install (pipeline if needed, entries) and read back. Returns
+/// the entries the device held before, for the undo.
+async fn p4_step(dir: &Path, node: &str, remove: bool) -> Result<Done0, String> {
+    let (dev, mut session) = p4_device(dir, node).await?;
+    let tables: Vec<u32> = dev.info().writable_tables().collect();
+    let before = session
+        .read_table_entries(&tables)
+        .await
+        .map_err(|e| e.to_string())?;
+    let desired = if remove {
+        Vec::new()
+    } else {
+        dev_entries(dir, node)?
+    };
+    let report = if remove {
+        session
+            .reconcile(dev.info(), &desired, 256)
+            .await
+            .and_then(|r| r.into_result())
+            .map_err(|e| e.to_string())?
+    } else {
+        dev.install(&mut session)
+            .await
+            .and_then(|r| r.into_result())
+            .map_err(|e| e.to_string())?
+    };
+    let left = session
+        .verify(dev.info(), &desired)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !left.is_empty() {
+        return Err(format!(
+            "read back after the step: {} entr(ies) differ",
+            left.len()
+        ));
+    }
+    let changes = if report.inserted + report.modified + report.deleted == 0 {
+        vec![]
+    } else {
+        vec![format!(
+            "entries +{} ~{} -{}",
+            report.inserted, report.modified, report.deleted
+        )]
+    };
+    Ok((changes, before))
+}
+
+type Done0 = (Vec<String>, Vec<p4::TableEntry>);
+
+fn dev_entries(dir: &Path, node: &str) -> Result<Vec<p4::TableEntry>, String> {
+    let p = dir.join("nodes").join(node).join("entries.txtpb");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(parse_entries(&text, &p.display().to_string())
+        .map_err(|e| e.to_string())?
+        .tables)
+}
+
+async fn p4_undo(dir: &Path, node: &str, entries: &[p4::TableEntry]) -> Result<(), String> {
+    let (dev, mut session) = p4_device(dir, node).await?;
+    session
+        .reconcile(dev.info(), entries, 256)
+        .await
+        .and_then(|r| r.into_result())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the steps of a rollout of `new` (or of its difference from `old`).
+/// `observe` sees each step once it is verified (before the next starts).
+pub async fn run(
+    old: Option<&Compiled>,
+    new: &Compiled,
+    opts: &Options,
+    mut observe: impl FnMut(&Done),
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let lopts = lplan::Options {
+        insertion: opts.insertion,
+    };
+    for step in steps(old, new) {
+        let ns = opts.netns.get(&step.node).cloned();
+        let result: Result<Done, String> = if step.kind == "linux" {
+            let work = match step.phase {
+                Phase::Apply => linux_of(Some(new), &step.node)
+                    .map(|p| (linux_stage_plan(p, &step.role), false)),
+                Phase::Remove => linux_of(old, &step.node)
+                    .map(|p| linux_removal(p, linux_of(Some(new), &step.node), &step.role)),
+            };
+            match work {
+                None => Err("no Linux plan for this node".to_string()),
+                Some((plan, teardown)) => {
+                    let lo = lopts.clone();
+                    let r = tokio::task::spawn_blocking(move || linux_step(ns, plan, teardown, lo))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    r.map(|(changes, undo)| Done {
+                        step: step.clone(),
+                        changes: changes.iter().map(|c| c.to_string()).collect(),
+                        undo: Undo::Linux(undo),
+                    })
+                }
+            }
+        } else {
+            let (dir, remove) = match step.phase {
+                Phase::Apply => (&new.dir, false),
+                Phase::Remove => (old.map_or(&new.dir, |o| &o.dir), true),
+            };
+            p4_step(dir, &step.node, remove)
+                .await
+                .map(|(changes, before)| Done {
+                    step: step.clone(),
+                    changes,
+                    undo: Undo::P4(before),
+                })
+        };
+        match result {
+            Ok(done) => {
+                observe(&done);
+                outcome.done.push(done);
+            }
+            Err(cause) => {
+                let (undone, undo_errors) = rollback(old, new, opts, &outcome.done).await;
+                outcome.failure = Some(Failure {
+                    step,
+                    cause,
+                    undone,
+                    undo_errors,
+                });
+                return outcome;
+            }
+        }
+    }
+    outcome
+}
+
+async fn rollback(
+    old: Option<&Compiled>,
+    new: &Compiled,
+    opts: &Options,
+    done: &[Done],
+) -> (Vec<Step>, Vec<String>) {
+    let mut undone = Vec::new();
+    let mut errors = Vec::new();
+    // P4 devices go back to the entries they had before their first step.
+    let mut p4_first: HashMap<&str, &Vec<p4::TableEntry>> = HashMap::new();
+    for d in done {
+        if let Undo::P4(e) = &d.undo {
+            p4_first.entry(d.step.node.as_str()).or_insert(e);
+        }
+    }
+    for d in done.iter().rev() {
+        let r = match &d.undo {
+            Undo::Linux(undo) => {
+                let ns = opts.netns.get(&d.step.node).cloned();
+                let undo = undo.clone();
+                tokio::task::spawn_blocking(move || linux_undo(ns, undo))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Undo::P4(_) => {
+                let Some(entries) = p4_first.remove(d.step.node.as_str()) else {
+                    undone.push(d.step.clone());
+                    continue;
+                };
+                let dir = old.map_or(&new.dir, |o| &o.dir);
+                p4_undo(dir, &d.step.node, entries).await
+            }
+        };
+        match r {
+            Ok(()) => undone.push(d.step.clone()),
+            Err(e) => errors.push(format!("{}: {e}", d.step)),
+        }
+    }
+    (undone, errors)
+}
+
+/// The dry-run text: every step, and for Linux steps what it would change
+/// on a node configured as `old` describes (plan-vs-plan).
+pub fn dry_run_text(old: Option<&Compiled>, new: &Compiled) -> String {
+    let mut out = String::new();
+    for (i, s) in steps(old, new).iter().enumerate() {
+        out.push_str(&format!("{:>3}. {s}\n", i + 1));
+        if s.kind == "linux" {
+            let (from, to) = match s.phase {
+                Phase::Apply => (
+                    linux_of(old, &s.node).map(|p| linux_stage_plan(p, &s.role)),
+                    linux_of(Some(new), &s.node).map(|p| linux_stage_plan(p, &s.role)),
+                ),
+                Phase::Remove => (
+                    linux_of(old, &s.node).cloned(),
+                    linux_of(old, &s.node).map(|p| {
+                        let (rm, _) = linux_removal(p, linux_of(Some(new), &s.node), &s.role);
+                        subtract(p, &rm)
+                    }),
+                ),
+            };
+            for l in linux_plan_diff(from.as_ref(), to.as_ref()) {
+                out.push_str(&format!("       {l}\n"));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("nothing to do: every node's artifacts are unchanged\n");
+    }
+    out
+}
+
+fn subtract(p: &LinuxPlan, rm: &LinuxPlan) -> LinuxPlan {
+    let mut p = p.clone();
+    p.routes
+        .retain(|r| !rm.routes.iter().any(|x| x.dst == r.dst));
+    p.routes
+        .extend(rm.routes.iter().filter(|r| r.encap.is_none()).cloned());
+    p.namespaces.retain(|n| !rm.namespaces.contains(n));
+    p.schemas.retain(|n| !rm.schemas.contains(n));
+    p.sysctls.retain(|n| !rm.sysctls.contains(n));
+    p.neighbors.retain(|n| !rm.neighbors.contains(n));
+    p.interfaces.retain(|n| !rm.interfaces.contains(n));
+    p
+}
