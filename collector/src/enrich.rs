@@ -170,6 +170,40 @@ impl FieldStat {
     }
 }
 
+/// [`FieldStat`] for fields of 32 bits or less: what most pending memory is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Stat32 {
+    min: u32,
+    max: u32,
+    last: u32,
+}
+
+impl Stat32 {
+    const EMPTY: Stat32 = Stat32 {
+        min: u32::MAX,
+        max: 0,
+        last: 0,
+    };
+
+    fn add(&mut self, v: u32) {
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+        self.last = v;
+    }
+
+    fn widen(self) -> FieldStat {
+        if self.min > self.max {
+            FieldStat::EMPTY
+        } else {
+            FieldStat {
+                min: self.min.into(),
+                max: self.max.into(),
+                last: self.last.into(),
+            }
+        }
+    }
+}
+
 /// A span's IOAM traces aggregated per hop (path order: first hop first).
 /// Only the fields selected by the trace type are stored, hop-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,9 +214,15 @@ pub struct PathAgg {
     /// Indices into `FIELDS` of the fields stored per hop (`nfields` used).
     field_idx: [u8; FIELD_COUNT],
     nfields: u8,
+    /// Per stored field: its index among the narrow (<= 32 bits) or among
+    /// the wide fields, and how many of each there are.
+    slot: [u8; FIELD_COUNT],
+    narrow: u8,
     /// Packets that carried each hop.
     hop_packets: Vec<u32>,
-    stats: Vec<FieldStat>,
+    /// Hop-major: `narrow` entries per hop, and the rest in `wide`.
+    stats: Vec<Stat32>,
+    wide: Vec<FieldStat>,
     pub flow: Option<Flow>,
     pub first_capture_ns: u64,
     pub last_capture_ns: u64,
@@ -194,10 +234,18 @@ pub struct PathAgg {
 impl PathAgg {
     pub fn new(r: &IoamReport) -> PathAgg {
         let mut field_idx = [0u8; FIELD_COUNT];
-        let mut nfields = 0u8;
+        let mut slot = [0u8; FIELD_COUNT];
+        let (mut nfields, mut narrow, mut wide) = (0u8, 0u8, 0u8);
         for (i, f) in FIELDS.iter().enumerate() {
             if present(r.trace_type, f.bit) {
                 field_idx[usize::from(nfields)] = i as u8;
+                slot[usize::from(nfields)] = if f.width > 32 {
+                    wide += 1;
+                    wide - 1
+                } else {
+                    narrow += 1;
+                    narrow - 1
+                };
                 nfields += 1;
             }
         }
@@ -207,8 +255,11 @@ impl PathAgg {
             packets: 0,
             field_idx,
             nfields,
+            slot,
+            narrow,
             hop_packets: Vec::new(),
             stats: Vec::new(),
+            wide: Vec::new(),
             flow: None,
             first_capture_ns: u64::MAX,
             last_capture_ns: 0,
@@ -245,10 +296,12 @@ impl PathAgg {
         if !r.reporter.is_empty() && self.reporter != r.reporter {
             self.reporter.clone_from(&r.reporter);
         }
-        let nf = self.fields().len();
+        let nn = usize::from(self.narrow);
+        let nw = usize::from(self.nfields - self.narrow);
         if r.nodes.len() > self.hop_packets.len() {
             self.hop_packets.resize(r.nodes.len(), 0);
-            self.stats.resize(r.nodes.len() * nf, FieldStat::EMPTY);
+            self.stats.resize(r.nodes.len() * nn, Stat32::EMPTY);
+            self.wide.resize(r.nodes.len() * nw, FieldStat::EMPTY);
         }
         // The packet carries the last hop first.
         for (hop, node) in r.nodes.iter().rev().enumerate() {
@@ -265,7 +318,13 @@ impl PathAgg {
                 if !def.ident && v == all_ones {
                     continue;
                 }
-                self.stats[hop * nf + j].add(v);
+                let k = usize::from(self.slot[j]);
+                if def.width > 32 {
+                    self.wide[hop * nw + k].add(v);
+                } else {
+                    // fits: the width is at most 32 bits
+                    self.stats[hop * nn + k].add(v as u32);
+                }
             }
         }
     }
@@ -276,14 +335,29 @@ impl PathAgg {
             .fields()
             .iter()
             .position(|&fi| FIELDS[usize::from(fi)].name == field)?;
-        self.stats.get(hop * self.fields().len() + j).copied()
+        self.get(hop, j)
+    }
+
+    /// The aggregate of the `j`th stored field at `hop`.
+    fn get(&self, hop: usize, j: usize) -> Option<FieldStat> {
+        let fi = *self.fields().get(j)?;
+        let k = usize::from(self.slot[j]);
+        if FIELDS[usize::from(fi)].width > 32 {
+            let nw = usize::from(self.nfields - self.narrow);
+            self.wide.get(hop * nw + k).copied()
+        } else {
+            self.stats
+                .get(hop * usize::from(self.narrow) + k)
+                .map(|s| s.widen())
+        }
     }
 
     pub fn approx_bytes(&self) -> usize {
         std::mem::size_of::<PathAgg>()
             + self.fields().len()
             + self.hop_packets.len() * 4
-            + self.stats.len() * std::mem::size_of::<FieldStat>()
+            + self.stats.len() * std::mem::size_of::<Stat32>()
+            + self.wide.len() * std::mem::size_of::<FieldStat>()
             + self.reporter.len()
     }
 
@@ -437,14 +511,13 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
         attrs.push(("clt.matched".into(), AttrValue::Bool(matched)));
     }
 
-    let nf = agg.fields().len();
     let mut events = Vec::with_capacity(agg.hops());
     let (mut t_min, mut t_max) = (u64::MAX, 0u64);
     for hop in 0..agg.hops() {
         attrs.push((hop_key(hop, 0, 4), agg.hop_packets[hop].into()));
         let mut ev_attrs: Attributes = vec![("ioam.hop.index".into(), (hop as u32).into())];
         for (j, &fi) in agg.fields().iter().enumerate() {
-            let s = agg.stats[hop * nf + j];
+            let Some(s) = agg.get(hop, j) else { continue };
             if s.is_empty() {
                 continue;
             }
@@ -501,5 +574,55 @@ pub fn network_span(agg: &PathAgg, parent: Parent, resource: &Attributes) -> Out
         resource: resource.clone(),
         scope_name: Cow::Borrowed("clt-collector"),
         scope_version: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_and_narrow_fields_aggregate_apart() {
+        // hop limit + node id, wide node id, queue depth, buffer occupancy
+        let tt = 0x80_0000 | 0x00_8000 | 0x02_0000 | 0x00_1000;
+        let node = |wide: u64, q: u32| IoamNode {
+            hop_limit: 9,
+            id: 1,
+            id_wide: wide,
+            queue_depth: q,
+            buffer_occupancy: u32::MAX, // "not available": left out
+            ..IoamNode::default()
+        };
+        let mut r = IoamReport {
+            key: None,
+            namespace_id: 1,
+            trace_type: tt,
+            nodes: vec![node(1 << 50, 7)],
+            flow: None,
+            capture_time_ns: 0,
+            reporter: String::new(),
+        };
+        let mut agg = PathAgg::new(&r);
+        r.nodes = vec![node(3, 2)];
+        agg.add(&r);
+        let w = agg.stat(0, "node_id_wide").unwrap();
+        assert_eq!((w.min, w.max, w.last), (3, 1 << 50, 3));
+        let q = agg.stat(0, "queue_depth").unwrap();
+        assert_eq!((q.min, q.max, q.last), (2, 7, 2));
+        assert!(agg.stat(0, "buffer_occupancy").unwrap().is_empty());
+        assert_eq!(agg.stat(0, "transit_delay"), None);
+        let s = network_span(
+            &agg,
+            Parent::None {
+                trace_id: 1,
+                span_id: 2,
+            },
+            &Vec::new(),
+        );
+        assert!(s.attr("ioam.hop.0.buffer_occupancy.last").is_none());
+        assert_eq!(
+            s.attr("ioam.hop.0.node_id_wide.max"),
+            Some(&AttrValue::Int(1 << 50))
+        );
     }
 }
