@@ -1750,13 +1750,16 @@ impl Cx<'_> {
             for &(g, a) in &via[x] {
                 // Prefixes of the group that leave through `a` from `x`: all
                 // but the exceptions at `x`.
+                let excepted = except[x].iter().filter(|(p, _)| group_of[*p] == g).count();
+                counts[x][pos(x, a)] += groups[g].len() - excepted;
+                if forwards[a.node.0 as usize] {
+                    continue;
+                }
                 let mut skip: Vec<usize> = except[x]
                     .iter()
                     .filter(|(p, _)| group_of[*p] == g)
                     .map(|(p, _)| *p)
                     .collect();
-                let routed = groups[g].len() - skip.len();
-                counts[x][pos(x, a)] += routed;
                 for net in link_prefixes(m, x, a).into_iter().flatten() {
                     if let Some(&p) = by_prefix.get(&net)
                         && group_of[p] == g
@@ -1772,7 +1775,9 @@ impl Cx<'_> {
             for &(p, a) in &except[x] {
                 let Some(a) = a else { continue };
                 counts[x][pos(x, a)] += 1;
-                if !link_prefixes(m, x, a).contains(&Some(prefixes[p].0)) {
+                if !forwards[a.node.0 as usize]
+                    && !link_prefixes(m, x, a).contains(&Some(prefixes[p].0))
+                {
                     forwards[a.node.0 as usize] = true;
                 }
             }
