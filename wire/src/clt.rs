@@ -50,6 +50,16 @@ impl CltRepr {
         Ok(repr)
     }
 
+    /// The option data as it is on the wire.
+    #[inline]
+    pub fn from_bytes(data: &[u8; DATA_LEN]) -> CltRepr {
+        let (trace_id, span_id) = data.split_at(16);
+        let mut repr = CltRepr::default();
+        repr.trace_id.copy_from_slice(trace_id);
+        repr.span_id.copy_from_slice(span_id);
+        repr
+    }
+
     /// Builds it from the integer forms OpenTelemetry SDKs use.
     pub fn from_ids(trace_id: u128, span_id: u64) -> CltRepr {
         CltRepr {

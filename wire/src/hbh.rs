@@ -161,6 +161,23 @@ impl<'a> HbhRepr<'a> {
         }
     }
 
+    /// A parsed header from its parts, for the packet fast path (the
+    /// option area validated the way [`parse`](Self::parse) does).
+    #[inline(always)]
+    pub(crate) fn from_wire(
+        next_header: IpProtocol,
+        area: &'a [u8],
+        clt: Option<CltRepr>,
+        trace: Option<TraceRepr<'a>>,
+    ) -> HbhRepr<'a> {
+        HbhRepr {
+            next_header,
+            source: Source::Wire(area),
+            clt,
+            trace,
+        }
+    }
+
     /// Parses a view. Unknown options are skipped (kept for `emit`); a
     /// truncated option or a malformed IOAM or CLT option is an error. The
     /// walk is bounded by the header's length.

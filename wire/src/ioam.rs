@@ -7,7 +7,8 @@
 //! the filled entries, the most recent hop first. [`TraceRepr::nodes`] turns
 //! them around and yields them in path order, first hop first.
 
-use crate::node::{Layout, NodeEntry, NodeRepr};
+use crate::node::{FieldList, Layout, NodeEntry, NodeRepr, short_fields};
+use crate::trace_type::TraceField;
 use crate::trace_type::TraceType;
 use crate::{Error, Result, be, enum_with_unknown, need};
 use std::fmt;
@@ -326,7 +327,7 @@ impl<'a> TraceRepr<'a> {
 
     /// Checks that the filled part splits into whole entries; returns their
     /// number.
-    #[inline]
+    #[inline(always)]
     pub fn check_entries(&self) -> Result<usize> {
         let filled = self.filled();
         let partial = Error::PartialNode {
@@ -334,13 +335,13 @@ impl<'a> TraceRepr<'a> {
         };
         if !self.trace_type.has_opaque_state() {
             let stride = usize::from(self.trace_type.node_len()) * 4;
-            // 32-bit division: both are below 2^8 here, and it is much
-            // cheaper than a 64-bit one on the hot path.
-            return match (stride as u32, filled.len() as u32) {
+            return match (stride, filled.len()) {
                 (_, 0) => Ok(0),
                 (0, _) => Err(partial),
-                (s, n) if n % s == 0 => Ok((n / s) as usize),
-                _ => Err(partial),
+                (s, n) => {
+                    let count = whole_entries(n, s);
+                    if count * s == n { Ok(count) } else { Err(partial) }
+                }
             };
         }
         let mut at = 0;
@@ -365,6 +366,60 @@ impl<'a> TraceRepr<'a> {
     #[inline]
     pub fn entries(&self) -> Entries<'a> {
         Entries::new(self.trace_type, self.filled())
+    }
+
+    /// Calls `f(hop, field, value)` for every fixed field (bits 0-11) of
+    /// every filled entry: the hops of [`entries`](Self::entries), in path
+    /// order (hop 0 is the first node), each hop's fields in wire order.
+    /// Returns the number of hops visited.
+    ///
+    /// The value is the field as on the wire, big-endian: a 4-byte field
+    /// zero-extended, a wide one (bits 8-10) as 8 bytes, so the hop limit is
+    /// the top byte of bits 0 and 8 and the ingress id the top half of bits
+    /// 1 and 9 (see [`NodeEntry`] for split forms). The undefined fields
+    /// (bits 12-21) and the opaque state snapshot (bit 22) are not visited;
+    /// read them through [`entries`](Self::entries).
+    ///
+    /// This is the fastest way to decode every field of a trace: the field
+    /// plan is computed once, and for trace types without a snapshot the
+    /// entries are fixed-size chunks read without per-field lookups.
+    #[inline]
+    pub fn for_each_field(&self, mut f: impl FnMut(usize, TraceField, u64)) -> usize {
+        let t = self.trace_type.bits();
+        let filled = self.filled();
+        if t & TraceField::OpaqueState.mask() != 0 {
+            let fields = FieldList::new(self.trace_type);
+            let mut hops = 0;
+            for entry in self.entries() {
+                visit_entry(hops, fields.fields(), entry.as_bytes(), &mut f);
+                hops += 1;
+            }
+            return hops;
+        }
+        let stride = usize::from(self.trace_type.node_len()) * 4;
+        if t & 0x00_f000 != 0 {
+            // Bits 8-11: wide fields, or buffer occupancy after them.
+            let fields = FieldList::new(self.trace_type);
+            let mut hops = 0;
+            for entry in entries_back_to_front(filled, stride) {
+                visit_entry(hops, fields.fields(), entry, &mut f);
+                hops += 1;
+            }
+            return hops;
+        }
+        // Only 4-byte fields (bits 0-7), back to back from each entry's
+        // start: their list straight from a table, and one loop per field
+        // count, unrolled over the fields.
+        let fields = short_fields(t);
+        macro_rules! fixed {
+            ($($n:literal)*) => {
+                match fields.len() {
+                    $($n => visit_fixed::<$n>(filled, stride, fields, &mut f),)*
+                    _ => 0,
+                }
+            };
+        }
+        fixed!(0 1 2 3 4 5 6 7 8)
     }
 
     /// The emitted length: trace header and node data.
@@ -427,6 +482,106 @@ impl fmt::Display for TraceRepr<'_> {
             write!(f, "\n    hop {hop}: {node}")?;
         }
         Ok(())
+    }
+}
+
+/// Reciprocals for [`whole_entries`]: `RECIPROCAL[s] = ceil(2^16 / s)`.
+static RECIPROCAL: [u32; 101] = {
+    let mut table = [0u32; 101];
+    let mut s = 1;
+    while s < 101 {
+        table[s] = (65536 + s as u32 - 1) / s as u32;
+        s += 1;
+    }
+    table
+};
+
+/// `len / stride` for the entry sizes of a trace (`stride` 1 to 100 bytes)
+/// and node data shorter than 256 bytes, by a multiplication: a division's
+/// latency is most of a short trace's decode time. The product's error,
+/// under `len / 2^16 < 1/256`, never crosses an integer since `len / stride`
+/// is at most `1 - 1/100` below the next one. Anything else divides.
+#[inline(always)]
+fn whole_entries(len: usize, stride: usize) -> usize {
+    match RECIPROCAL.get(stride) {
+        Some(&r) if len < 256 && r != 0 => ((len as u32 * r) >> 16) as usize,
+        _ if stride == 0 => 0,
+        _ => (len as u32 / stride as u32) as usize,
+    }
+}
+
+/// The whole `stride`-byte entries of `filled` (as `chunks_exact`), last
+/// first: path order. One division for the count, by multiplication.
+#[inline(always)]
+fn entries_back_to_front(filled: &[u8], stride: usize) -> impl Iterator<Item = &[u8]> {
+    let count = whole_entries(filled.len(), stride);
+    let mut rest = filled.get(..count * stride).unwrap_or(&[]);
+    std::iter::from_fn(move || {
+        if stride == 0 {
+            return None;
+        }
+        let (head, entry) = rest.split_at_checked(rest.len().checked_sub(stride)?)?;
+        rest = head;
+        Some(entry)
+    })
+}
+
+/// [`TraceRepr::for_each_field`] for entries of `stride` bytes that start
+/// with `N` 4-byte fields.
+#[inline(always)]
+fn visit_fixed<const N: usize>(
+    filled: &[u8],
+    stride: usize,
+    fields: &[TraceField],
+    f: &mut impl FnMut(usize, TraceField, u64),
+) -> usize {
+    let Some(fields) = fields.first_chunk::<N>() else {
+        return 0;
+    };
+    let mut hops = 0;
+    for entry in entries_back_to_front(filled, stride) {
+        let Some(words) = entry.get(..4 * N) else {
+            break;
+        };
+        for (&field, word) in fields.iter().zip(words.chunks_exact(4)) {
+            let w = word.first_chunk::<4>().map_or(0, |w| u32::from_be_bytes(*w));
+            f(hops, field, u64::from(w));
+        }
+        hops += 1;
+    }
+    hops
+}
+
+/// Visits the fixed fields at the start of `entry`, 4 or 8 bytes each in
+/// `fields` order; stops early if the entry is short (never, for entries
+/// checked against their trace type).
+#[inline(always)]
+fn visit_entry(
+    hop: usize,
+    fields: &[TraceField],
+    mut entry: &[u8],
+    f: &mut impl FnMut(usize, TraceField, u64),
+) {
+    for &field in fields {
+        let value = if matches!(
+            field,
+            TraceField::HopLimitNodeIdWide
+                | TraceField::InterfaceIdsWide
+                | TraceField::NamespaceDataWide
+        ) {
+            let Some((w, rest)) = entry.split_first_chunk::<8>() else {
+                return;
+            };
+            entry = rest;
+            u64::from_be_bytes(*w)
+        } else {
+            let Some((w, rest)) = entry.split_first_chunk::<4>() else {
+                return;
+            };
+            entry = rest;
+            u64::from(u32::from_be_bytes(*w))
+        };
+        f(hop, field, value);
     }
 }
 

@@ -222,6 +222,74 @@ impl Layout {
     }
 }
 
+/// The fixed fields (bits 0-11) a trace type has, in wire order: the plan
+/// of [`TraceRepr::for_each_field`](crate::TraceRepr::for_each_field),
+/// computed once per trace. They sit back to back from the start of every
+/// entry (bit order, RFC 9197 section 4.4.2), 4 or 8 bytes each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldList {
+    fields: [TraceField; 12],
+    len: u8,
+}
+
+/// For every value of trace-type bits 0-7: those fields in order, and how
+/// many there are.
+static SHORT_FIELDS: [([TraceField; 8], u8); 256] = {
+    let mut table = [([TraceField::HopLimitNodeId; 8], 0u8); 256];
+    let mut bits = 0;
+    while bits < 256 {
+        let mut i = 0;
+        while i < 8 {
+            if bits & (0x80 >> i) != 0 {
+                let n = table[bits].1;
+                table[bits].0[n as usize] = TraceField::ALL[i];
+                table[bits].1 = n + 1;
+            }
+            i += 1;
+        }
+        bits += 1;
+    }
+    table
+};
+
+/// The fields of trace-type bits 0-7 in `bits` (a right-aligned trace
+/// type), in order: a slice of a static table, nothing built per call.
+#[inline(always)]
+pub(crate) fn short_fields(bits: u32) -> &'static [TraceField] {
+    let (fields, len) = &SHORT_FIELDS[(bits >> 16) as usize & 0xff];
+    fields.get(..usize::from(*len)).unwrap_or(&[])
+}
+
+impl FieldList {
+    #[inline]
+    pub(crate) fn new(trace_type: TraceType) -> FieldList {
+        let t = trace_type.bits();
+        let mut list = FieldList {
+            fields: [TraceField::HopLimitNodeId; 12],
+            len: 0,
+        };
+        let short = short_fields(t);
+        let wide = [
+            TraceField::HopLimitNodeIdWide,
+            TraceField::InterfaceIdsWide,
+            TraceField::NamespaceDataWide,
+            TraceField::BufferOccupancy,
+        ]
+        .into_iter()
+        .filter(|f| t & f.mask() != 0);
+        for (slot, field) in list.fields.iter_mut().zip(short.iter().copied().chain(wide)) {
+            *slot = field;
+            list.len += 1;
+        }
+        list
+    }
+
+    #[inline(always)]
+    pub(crate) fn fields(&self) -> &[TraceField] {
+        self.fields.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+}
+
 /// A zero-copy view of one node's entry, read through its trace type. Every
 /// accessor is in bounds (the constructor checked the entry's length) and
 /// returns `None` exactly when the trace type does not have the field; this
