@@ -215,3 +215,130 @@ impl fmt::Display for Printer<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        CltRepr, HbhBuilder, HopLimitNodeId, InterfaceIds, NodeRepr, TracePacket, TraceType,
+        fill_node,
+    };
+    use proptest::prelude::*;
+
+    /// The fast path and the general parser agree: same result, same
+    /// error, and the same CLT ids and trace (which `HbhRepr`'s equality,
+    /// over the option list, does not compare).
+    fn agree(bytes: &[u8]) -> std::result::Result<(), TestCaseError> {
+        let fast = PacketRepr::parse(bytes);
+        let general = PacketRepr::parse_general(bytes);
+        prop_assert_eq!(&fast, &general);
+        if let (Ok(fast), Ok(general)) = (&fast, &general) {
+            let (fast, general) = (fast.hbh.as_ref(), general.hbh.as_ref());
+            prop_assert_eq!(fast.map(|h| h.clt()), general.map(|h| h.clt()));
+            prop_assert_eq!(
+                fast.map(|h| h.ioam_trace()),
+                general.map(|h| h.ioam_trace())
+            );
+        }
+        Ok(())
+    }
+
+    /// A packet as the socket API sends it, after `hops` transit fills.
+    fn packet(
+        bits: u32,
+        size_words: usize,
+        clt: bool,
+        hops: usize,
+        next: u8,
+        tail: &[u8],
+    ) -> Option<Vec<u8>> {
+        let trace_type = TraceType::from_bits(bits & TraceType::KNOWN);
+        let node = |i: usize| NodeRepr {
+            hop_limit_node_id: Some(HopLimitNodeId {
+                hop_limit: 64 - i as u8,
+                node_id: i as u32,
+            }),
+            interface_ids: Some(InterfaceIds {
+                ingress: i as u16,
+                egress: 7,
+            }),
+            queue_depth: Some(i as u32 * 3),
+            ..NodeRepr::default()
+        }
+        .for_trace_type(trace_type);
+        let mut builder = HbhBuilder::new()
+            .next_header(IpProtocol::from(next))
+            .trace(7, trace_type, size_words * 4);
+        if clt {
+            builder = builder.clt(CltRepr::from_ids(u128::MAX / 3, 42));
+        }
+        let mut hbh = builder.build().ok()?;
+        let trace_at = if clt { 32 } else { 8 };
+        for i in 0..hops {
+            let mut trace = TracePacket::new_checked(&mut hbh[trace_at..]).ok()?;
+            fill_node(&mut trace, &node(i)).ok()?;
+        }
+        let mut bytes = vec![0x60, 0x01, 0x23, 0x45, 0, 0, 0, 57];
+        bytes.extend_from_slice(&[0x20; 32]);
+        let payload_len = (hbh.len() + tail.len()) as u16;
+        bytes[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        bytes.extend_from_slice(&hbh);
+        bytes.extend_from_slice(tail);
+        Some(bytes)
+    }
+
+    #[test]
+    fn the_benchmark_packet_takes_the_fast_path() {
+        let bits = 0xc2_0000; // hop_limit_node_id | interface_ids | queue_depth
+        let bytes = packet(bits, 24, true, 8, 17, &[0x30, 0x39, 0, 0x35, 0, 8, 0, 0]).unwrap();
+        let parsed = PacketRepr::parse(&bytes).unwrap();
+        assert_eq!(parsed, PacketRepr::parse_general(&bytes).unwrap());
+        assert_eq!(parsed.upper.src_port, Some(12345));
+        let trace = parsed.hbh.as_ref().and_then(|h| h.ioam_trace()).unwrap();
+        assert_eq!(trace.check_entries(), Ok(8));
+        assert!(fast::parse(&bytes).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn fast_path_agrees_on_built_and_corrupted_packets(
+            bits in prop_oneof![Just(0xc2_0000u32), Just(0xff_f002), 0u32..=0xff_ffff],
+            size_words in 1usize..=61,
+            clt in any::<bool>(),
+            hops in 0usize..10,
+            next in prop_oneof![Just(17u8), Just(6), Just(59), Just(60), Just(44), any::<u8>()],
+            tail in proptest::collection::vec(any::<u8>(), 0..12),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            cut in any::<usize>(),
+        ) {
+            let Some(mut bytes) = packet(bits, size_words, clt, hops, next, &tail) else {
+                return Ok(());
+            };
+            agree(&bytes)?;
+            for &(at, value) in &flips {
+                let at = at % bytes.len();
+                bytes[at] = value;
+                agree(&bytes)?;
+            }
+            agree(&bytes[..cut % (bytes.len() + 1)])?;
+        }
+
+        #[test]
+        fn fast_path_agrees_on_arbitrary_hop_by_hop_bytes(
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            hel in any::<u8>(),
+        ) {
+            let mut bytes = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
+            bytes.extend_from_slice(&[0u8; 32]);
+            let mut payload = payload;
+            if payload.len() >= 2 {
+                payload[1] = hel % 40;
+            }
+            bytes[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+            bytes.extend_from_slice(&payload);
+            agree(&bytes)?;
+        }
+    }
+}

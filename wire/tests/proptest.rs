@@ -38,6 +38,7 @@ fn exercise(bytes: &[u8]) {
         if let Ok(repr) = TraceRepr::parse(&trace) {
             let _ = repr.to_string();
             let _ = repr.nodes().collect::<Vec<_>>();
+            assert_eq!(fields_visited(&repr), fields_via_entries(&repr));
         }
         // A hand-built repr over the same bytes, unchecked: iterating must
         // stop, not panic.
@@ -51,6 +52,7 @@ fn exercise(bytes: &[u8]) {
             node_data: trace.node_data(),
         };
         let _ = loose.nodes().count();
+        assert_eq!(fields_visited(&loose), fields_via_entries(&loose));
         let _ = loose.check_entries();
         let mut copy = bytes.to_vec();
         let mut view = TracePacket::new_unchecked(&mut copy[..]);
@@ -62,6 +64,49 @@ fn exercise(bytes: &[u8]) {
         let _ = NodeRepr::parse(trace_type, &bytes[3..]);
         let _ = NodeRepr::entry_len(trace_type, &bytes[3..]);
     }
+}
+
+/// Every fixed field of every entry as `TraceRepr::for_each_field` gives it.
+fn fields_visited(trace: &TraceRepr<'_>) -> Vec<(usize, TraceField, u64)> {
+    let mut out = Vec::new();
+    let hops = trace.for_each_field(|hop, field, value| out.push((hop, field, value)));
+    assert_eq!(hops, trace.entries().count(), "for_each_field visits every entry");
+    out
+}
+
+/// The same read through the `NodeEntry` views, put back together into the
+/// wire values.
+fn fields_via_entries(trace: &TraceRepr<'_>) -> Vec<(usize, TraceField, u64)> {
+    let mut out = Vec::new();
+    for (hop, e) in trace.entries().enumerate() {
+        for field in trace.trace_type.fields() {
+            let value = match field {
+                TraceField::HopLimitNodeId => e
+                    .hop_limit_node_id()
+                    .map(|h| (u64::from(h.hop_limit) << 24) | u64::from(h.node_id)),
+                TraceField::InterfaceIds => e
+                    .interface_ids()
+                    .map(|i| (u64::from(i.ingress) << 16) | u64::from(i.egress)),
+                TraceField::TimestampSecs => e.timestamp_secs().map(u64::from),
+                TraceField::TimestampFrac => e.timestamp_frac().map(u64::from),
+                TraceField::TransitDelay => e.transit_delay().map(u64::from),
+                TraceField::NamespaceData => e.namespace_data().map(u64::from),
+                TraceField::QueueDepth => e.queue_depth().map(u64::from),
+                TraceField::ChecksumComplement => e.checksum_complement().map(u64::from),
+                TraceField::HopLimitNodeIdWide => e
+                    .hop_limit_node_id_wide()
+                    .map(|h| (u64::from(h.hop_limit) << 56) | h.node_id),
+                TraceField::InterfaceIdsWide => e
+                    .interface_ids_wide()
+                    .map(|i| (u64::from(i.ingress) << 32) | u64::from(i.egress)),
+                TraceField::NamespaceDataWide => e.namespace_data_wide(),
+                TraceField::BufferOccupancy => e.buffer_occupancy().map(u64::from),
+                TraceField::OpaqueState => continue,
+            };
+            out.push((hop, field, value.expect("the trace type has the field")));
+        }
+    }
+    out
 }
 
 /// The owned material a node entry is built from.
@@ -339,6 +384,11 @@ proptest! {
                 prop_assert_eq!(view.opaque_state(), node.opaque_state);
                 prop_assert_eq!(&view.to_repr(), node);
             }
+            // The visitor reads the same fields, in path order.
+            let visited = fields_visited(&parsed);
+            prop_assert_eq!(&visited, &fields_via_entries(&parsed));
+            let per_hop = parsed.trace_type.fields().filter(|f| *f != TraceField::OpaqueState).count();
+            prop_assert_eq!(visited.len(), per_hop * nodes.len());
         }
 
 
