@@ -237,7 +237,19 @@ fn linux_removal(old: &LinuxPlan, new: Option<&LinuxPlan>, role: &str) -> (Linux
             p.routes = old
                 .routes
                 .iter()
-                .filter(|r| r.encap.is_some() && !new.routes.contains(r))
+                // Stripped when `new` no longer inserts this namespace on
+                // the route: its decap and transit nodes may be removed
+                // next. A changed trace type alone is replaced in place.
+                .filter(|r| {
+                    r.encap.as_ref().is_some_and(|e| {
+                        !new.routes.iter().any(|n| {
+                            n.dst == r.dst
+                                && n.encap
+                                    .as_ref()
+                                    .is_some_and(|ne| ne.namespace == e.namespace)
+                        })
+                    })
+                })
                 .filter(|r| new.routes.iter().any(|n| n.dst == r.dst))
                 .map(|r| {
                     let mut r = r.clone();

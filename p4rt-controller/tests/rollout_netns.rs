@@ -1,0 +1,570 @@
+//! `clt-controller rollout` on a fabric of five Linux nodes in network
+//! namespaces (examples/fabric-linux.clt: two hosts, two leaves, a spine):
+//! the order of the steps, read-back verification, traffic during a rollout,
+//! rollback after an induced failure, and incremental rollouts that touch
+//! only the nodes they must.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clt_controller::rollout::{self, Compiled, Options, Phase};
+use clt_linux::plan::{self as lplan, KernelState};
+use cltc::artifact::linux::LinuxPlan;
+
+const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
+const LINKS: [(&str, &str, &str, &str); 4] = [
+    ("web", "eth0", "leaf1", "down"),
+    ("leaf1", "up", "spine", "p1"),
+    ("spine", "p2", "leaf2", "up"),
+    ("leaf2", "down", "api", "eth0"),
+];
+
+fn skip_reason() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("1");
+    if euid != "0" {
+        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("iproute2 `ip` is not installed".into());
+    }
+    None
+}
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("spawn ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The five namespaces with their veth links, deleted on drop.
+struct Fabric {
+    /// node -> namespace
+    ns: HashMap<String, String>,
+}
+
+impl Fabric {
+    fn new() -> Fabric {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "cltro{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut f = Fabric { ns: HashMap::new() };
+        for n in NODES {
+            let name = format!("{id}{n}");
+            ip(&["netns", "add", &name]);
+            f.ns.insert(n.to_string(), name.clone());
+            ip(&["-n", &name, "link", "set", "lo", "up"]);
+        }
+        for (a, ai, b, bi) in LINKS {
+            ip(&[
+                "-n", &f.ns[a], "link", "add", "name", ai, "type", "veth", "peer", "name", bi,
+                "netns", &f.ns[b],
+            ]);
+        }
+        // No DAD delays: the addresses are usable as soon as they are set.
+        for ns in f.ns.values() {
+            let ns = ns.clone();
+            clt_linux::netns::run_in(Some(&ns), || {
+                clt_linux::sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
+                clt_linux::sysctl::write("net.ipv6.conf.all.accept_dad", "0")
+            })
+            .unwrap();
+        }
+        f
+    }
+
+    fn options(&self) -> Options {
+        Options {
+            netns: self.ns.clone(),
+            dry_run: false,
+            insertion: clt_linux::Insertion::Auto,
+        }
+    }
+
+    /// What every node's kernel holds that a plan can touch.
+    fn snapshot(&self) -> HashMap<String, String> {
+        self.ns
+            .iter()
+            .map(|(node, ns)| {
+                let s = clt_linux::netns::run_in(Some(ns), || {
+                    let nl = clt_linux::nl::Netlink::open()?;
+                    let s = KernelState::read(&nl)?;
+                    let mut links: Vec<_> = s
+                        .links
+                        .values()
+                        .map(|l| (l.name.clone(), l.mtu, l.mac, l.is_up()))
+                        .collect();
+                    links.sort();
+                    let mut addrs: Vec<_> =
+                        s.addresses.iter().map(|a| (a.index, a.address)).collect();
+                    addrs.sort();
+                    let mut routes: Vec<_> = s
+                        .routes
+                        .iter()
+                        .filter(|r| r.table == 254)
+                        .map(|r| format!("{} {:?} {:?} {:?}", r.dst, r.gateway, r.oif, r.encap))
+                        .collect();
+                    routes.sort();
+                    let mut out = format!(
+                        "links {links:?}\naddresses {addrs:?}\nroutes {routes:?}\nnamespaces {:?}\nschemas {:?}\n",
+                        s.namespaces, s.schemas
+                    );
+                    for k in [
+                        "net.ipv6.conf.all.forwarding",
+                        "net.ipv6.ioam6_id",
+                        "net.ipv6.ioam6_id_wide",
+                    ] {
+                        out += &format!("{k}={}\n", clt_linux::sysctl::read(k)?);
+                    }
+                    let mut names: Vec<&String> = s.links.keys().collect();
+                    names.sort();
+                    for l in names {
+                        let k = format!("net.ipv6.conf.{l}.ioam6_enabled");
+                        if let Ok(v) = clt_linux::sysctl::read(&k) {
+                            out += &format!("{k}={v}\n");
+                        }
+                    }
+                    Ok(out)
+                })
+                .unwrap();
+                (node.clone(), s)
+            })
+            .collect()
+    }
+
+    /// Changes still needed on `node` to match `plan` (empty: matches).
+    fn diff(&self, node: &str, plan: &LinuxPlan) -> Vec<String> {
+        let plan = plan.clone();
+        clt_linux::netns::run_in(Some(&self.ns[node]), move || {
+            let nl = clt_linux::nl::Netlink::open()?;
+            let r = lplan::diff(&nl, &plan, &lplan::Options::default())?;
+            Ok(r.changes.iter().map(|c| c.to_string()).collect())
+        })
+        .unwrap()
+    }
+}
+
+impl Drop for Fabric {
+    fn drop(&mut self) {
+        for ns in self.ns.values() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+fn example_src() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join("examples/fabric-linux.clt")).unwrap()
+}
+
+fn compile(src: &str) -> (tempfile::TempDir, Compiled) {
+    let compiled = match cltc::compile_source("fabric.clt", src) {
+        Ok(c) => c,
+        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for f in cltc::output::files("fabric.clt", &compiled.fabric) {
+        let path = dir.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, f.contents).unwrap();
+    }
+    let c = Compiled::load(dir.path()).unwrap();
+    (dir, c)
+}
+
+fn linux(c: &Compiled, node: &str) -> LinuxPlan {
+    match &c.nodes[node] {
+        rollout::Artifact::Linux(p) => p.clone(),
+        other => panic!("{node} is not linux: {other:?}"),
+    }
+}
+
+/// Every apply step for a policy at its encap node comes after every decap
+/// and transit step of the same policy (`log`: the verified steps in order).
+fn assert_encap_last(log: &[rollout::Step]) {
+    for (i, s) in log.iter().enumerate() {
+        if s.phase != Phase::Apply || s.role != "encap" {
+            continue;
+        }
+        for p in &s.policies {
+            for (j, t) in log.iter().enumerate() {
+                if t.phase == Phase::Apply
+                    && (t.role == "decap" || t.role == "transit")
+                    && t.policies.contains(p)
+                {
+                    assert!(
+                        j < i,
+                        "step {j} ({t}) was verified after the encap step {i} ({s}) of {p}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Sends UDP from `from_ns` to `to` until `stop`, counting the datagrams
+/// sent; with IOAM inserted (CLT socket API) once `clt` is set.
+fn sender(
+    from_ns: String,
+    to: SocketAddrV6,
+    policy: cltc::artifact::linux::EncapPolicy,
+    clt: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        clt_linux::netns::enter(&from_ns).unwrap();
+        let sock = UdpSocket::bind("[::]:0").unwrap();
+        let mut enabled = false;
+        let mut n: u64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if !enabled && clt.load(Ordering::Relaxed) {
+                clt_linux::socket::enable(&sock, &policy, [7; 16], [9; 8]).unwrap();
+                enabled = true;
+            }
+            if sock.send_to(&n.to_be_bytes(), to).is_ok() {
+                n += 1;
+                sent.store(n, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        enabled
+    })
+}
+
+/// Records the sequence numbers of the datagrams arriving at `port` in `ns`
+/// until `stop`.
+fn receiver(
+    ns: String,
+    port: u16,
+    stop: Arc<AtomicBool>,
+    received: Arc<AtomicU64>,
+    seqs: Arc<std::sync::Mutex<Vec<u64>>>,
+) -> std::thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        clt_linux::netns::enter(&ns).unwrap();
+        let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        let record = |n: usize, buf: &[u8]| {
+            if let Ok(b) = <[u8; 8]>::try_from(&buf[..n.min(8)]) {
+                seqs.lock().unwrap().push(u64::from_be_bytes(b));
+            }
+            received.fetch_add(1, Ordering::Relaxed);
+        };
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                record(n, &buf);
+            }
+        }
+        // Drain what is queued.
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            record(n, &buf);
+        }
+    });
+    ready_rx.recv().unwrap();
+    h
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn rollout_orders_verifies_and_changes_only_what_differs() {
+    require_root!();
+    let fabric = Fabric::new();
+    let rt = rt();
+    let src = example_src();
+    let (_d1, v1) = compile(&src);
+
+    // 1. The whole fabric from scratch, in rollout.json order.
+    let mut log = Vec::new();
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |d| {
+        log.push(d.step.clone())
+    }));
+    assert!(out.failure.is_none(), "rollout failed:\n{out}");
+    assert_eq!(
+        log.len(),
+        10,
+        "5 forwarding, 1 decap, 3 transit, 1 encap:\n{out}"
+    );
+    assert_encap_last(&log);
+    for n in NODES {
+        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+    }
+    assert_eq!(
+        out.touched(),
+        NODES.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
+    );
+
+    // 2. A new trace field: only the encapsulating host's plan changes.
+    let v2_src = src.replace(
+        "trace hop_limit_node_id, interface_ids",
+        "trace hop_limit_node_id, interface_ids, queue_depth",
+    );
+    assert_ne!(v2_src, src);
+    let (_d2, v2) = compile(&v2_src);
+    let before = fabric.snapshot();
+    let planned: BTreeSet<String> = rollout::steps(Some(&v1), &v2)
+        .into_iter()
+        .map(|s| s.node)
+        .collect();
+    assert_eq!(planned, BTreeSet::from(["web".to_string()]));
+    let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.options(), |_| {}));
+    assert!(out.failure.is_none(), "incremental rollout failed:\n{out}");
+    assert!(out.touched().is_subset(&planned), "{:?}", out.touched());
+    let after = fabric.snapshot();
+    for n in ["leaf1", "spine", "leaf2", "api"] {
+        assert_eq!(before[n], after[n], "{n} was touched");
+    }
+    for n in NODES {
+        assert_eq!(fabric.diff(n, &linux(&v2, n)), Vec::<String>::new(), "{n}");
+    }
+
+    // 3. A new policy in the other direction, rolled out under traffic:
+    //    web -> api with IOAM all along, api -> web plain until the encap
+    //    step of api_web is verified, then with IOAM.
+    let v3_src = format!(
+        "{v2_src}\npolicy api_web {{\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}}\n"
+    );
+    let (_d3, v3) = compile(&v3_src);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (rx1, rx2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (tx1, tx2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (q1, q2) = (Arc::default(), Arc::default());
+    let r1 = receiver(
+        fabric.ns["api"].clone(),
+        9000,
+        stop.clone(),
+        rx1.clone(),
+        Arc::clone(&q1),
+    );
+    let r2 = receiver(
+        fabric.ns["web"].clone(),
+        9001,
+        stop.clone(),
+        rx2.clone(),
+        Arc::clone(&q2),
+    );
+    let send_stop = Arc::new(AtomicBool::new(false));
+    let web_api = linux(&v2, "web").encap[0].clone();
+    let api_web = linux(&v3, "api")
+        .encap
+        .iter()
+        .find(|p| p.policy == "api_web")
+        .cloned()
+        .unwrap();
+    let always = Arc::new(AtomicBool::new(true));
+    let api_web_on = Arc::new(AtomicBool::new(false));
+    let s1 = sender(
+        fabric.ns["web"].clone(),
+        SocketAddrV6::new("2001:db8:2:1::10".parse().unwrap(), 9000, 0, 0),
+        web_api,
+        always,
+        send_stop.clone(),
+        tx1.clone(),
+    );
+    let s2 = sender(
+        fabric.ns["api"].clone(),
+        SocketAddrV6::new("2001:db8:1:1::10".parse().unwrap(), 9001, 0, 0),
+        api_web,
+        api_web_on.clone(),
+        send_stop.clone(),
+        tx2.clone(),
+    );
+    // Traffic flows before the rollout starts.
+    let t0 = Instant::now();
+    while (rx1.load(Ordering::Relaxed) == 0 || rx2.load(Ordering::Relaxed) == 0)
+        && t0.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The first datagrams wait for neighbour discovery on every hop (and
+    // the kernel queues only a few per neighbour): count from here on.
+    std::thread::sleep(Duration::from_millis(300));
+    let (base1, base2) = (tx1.load(Ordering::Relaxed), tx2.load(Ordering::Relaxed));
+    let mut log = Vec::new();
+    let out = rt.block_on(rollout::run(Some(&v2), &v3, &fabric.options(), |d| {
+        if d.step.role == "encap" && d.step.policies.iter().any(|p| p == "api_web") {
+            // The application enables the policy once the controller says
+            // the fabric is ready for it.
+            api_web_on.store(true, Ordering::Relaxed);
+        }
+        log.push(d.step.clone());
+    }));
+    // Keep sending a little after the rollout, with IOAM both ways.
+    std::thread::sleep(Duration::from_millis(300));
+    send_stop.store(true, Ordering::Relaxed);
+    assert!(s1.join().unwrap(), "web -> api never carried IOAM");
+    assert!(s2.join().unwrap(), "api -> web never carried IOAM");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    r1.join().unwrap();
+    r2.join().unwrap();
+    assert!(
+        out.failure.is_none(),
+        "rollout under traffic failed:\n{out}"
+    );
+    assert_encap_last(&log);
+    for (what, base, sent, seqs) in [
+        ("web -> api", base1, &tx1, &q1),
+        ("api -> web", base2, &tx2, &q2),
+    ] {
+        let sent = sent.load(Ordering::Relaxed);
+        let got: BTreeSet<u64> = seqs.lock().unwrap().iter().copied().collect();
+        let missing: Vec<u64> = (base..sent).filter(|n| !got.contains(n)).collect();
+        eprintln!(
+            "{what}: {} sent during and after the rollout, {} missing",
+            sent - base,
+            missing.len()
+        );
+        assert!(sent - base > 100, "{what}: only {} sent", sent - base);
+        assert!(missing.is_empty(), "{what}: lost {missing:?}");
+    }
+    for n in NODES {
+        assert_eq!(fabric.diff(n, &linux(&v3, n)), Vec::<String>::new(), "{n}");
+    }
+}
+
+#[test]
+fn a_failed_step_rolls_every_node_back() {
+    require_root!();
+    let fabric = Fabric::new();
+    let rt = rt();
+    let (_d1, v1) = compile(&example_src());
+    // leaf2 (the fourth node of the forwarding stage) has no `down`
+    // interface: its plan fails midway, after web, leaf1 and spine changed.
+    ip(&[
+        "-n",
+        &fabric.ns["leaf2"],
+        "link",
+        "set",
+        "dev",
+        "down",
+        "name",
+        "wrong",
+    ]);
+    let before = fabric.snapshot();
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    let failure = out.failure.as_ref().expect("the rollout should fail");
+    assert_eq!(failure.step.node, "leaf2", "{out}");
+    assert!(failure.cause.contains("down"), "cause: {}", failure.cause);
+    let undone: Vec<&str> = failure.undone.iter().map(|s| s.node.as_str()).collect();
+    assert_eq!(undone, ["spine", "leaf1", "web"], "{out}");
+    assert!(failure.undo_errors.is_empty(), "{out}");
+    let text = out.to_string();
+    assert!(text.contains("FAILED apply forwarding on leaf2"), "{text}");
+    // Every node reads back as it was before the rollout.
+    let after = fabric.snapshot();
+    for n in NODES {
+        assert_eq!(before[n], after[n], "{n} was not rolled back");
+    }
+    // With the interface back, the same rollout goes through.
+    ip(&[
+        "-n",
+        &fabric.ns["leaf2"],
+        "link",
+        "set",
+        "dev",
+        "wrong",
+        "name",
+        "down",
+    ]);
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    assert!(out.failure.is_none(), "{out}");
+    for n in NODES {
+        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+    }
+}
+
+#[test]
+fn a_failed_incremental_step_restores_the_previous_fabric() {
+    require_root!();
+    let fabric = Fabric::new();
+    let rt = rt();
+    let src = example_src();
+    let (_d1, v1) = compile(&src);
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    assert!(out.failure.is_none(), "{out}");
+    let v2_src = format!(
+        "{src}\npolicy api_web {{\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}}\n"
+    );
+    let (_d2, v2) = compile(&v2_src);
+    let before = fabric.snapshot();
+    // Fail a transit step midway through: once leaf1's transit step is
+    // verified, the spine's new ingress interface disappears under its name
+    // (a veth is renamed only while down).
+    let spine = fabric.ns["spine"].clone();
+    let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.options(), |d| {
+        if d.step.node == "leaf1" && d.step.role == "transit" {
+            ip(&["-n", &spine, "link", "set", "p2", "down"]);
+            ip(&["-n", &spine, "link", "set", "p2", "name", "p2x"]);
+        }
+    }));
+    ip(&["-n", &spine, "link", "set", "p2x", "name", "p2"]);
+    ip(&["-n", &spine, "link", "set", "p2", "up"]);
+    let failure = out.failure.as_ref().expect("the rollout should fail");
+    assert_eq!(
+        (failure.step.node.as_str(), failure.step.role.as_str()),
+        ("spine", "transit"),
+        "{out}"
+    );
+    // web's decap and leaf1's transit step changed the kernel and were undone.
+    let undone: Vec<(&str, &str)> = failure
+        .undone
+        .iter()
+        .map(|s| (s.node.as_str(), s.role.as_str()))
+        .collect();
+    assert!(undone.contains(&("leaf1", "transit")), "{out}");
+    assert!(undone.contains(&("web", "decap")), "{out}");
+    assert!(failure.undo_errors.is_empty(), "{out}");
+    let after = fabric.snapshot();
+    for n in ["web", "leaf1", "leaf2", "api"] {
+        assert_eq!(before[n], after[n], "{n} was not rolled back");
+        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+    }
+    // The spine lost p2's address and routes to the test's own link down;
+    // its IOAM state is back as before.
+    let ioam = |s: &str| {
+        s.lines()
+            .filter(|l| {
+                l.starts_with("namespaces") || l.starts_with("schemas") || l.contains("ioam6")
+            })
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ioam(&before["spine"]), ioam(&after["spine"]));
+}
