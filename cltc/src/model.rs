@@ -1727,11 +1727,33 @@ impl Cx<'_> {
             groups[g].push(pi);
             group_of[pi] = g;
         }
-        // Per node: the next hop towards each group it is not on.
-        let mut via: Vec<Vec<(usize, Adj)>> = vec![Vec::new(); n];
+        // Stubs route everything through their one neighbour: they need
+        // only how many prefixes they reach (their component's, not their own).
         let mut bfs = Bfs::new(n);
+        let mut comp = vec![u32::MAX; n];
+        let mut comps = 0;
+        for s in 0..n {
+            if comp[s] == u32::MAX {
+                bfs.run(&adj, [NodeIdx(s as u32)]);
+                for &t in &bfs.touched {
+                    comp[t] = comps;
+                }
+                comps += 1;
+            }
+        }
+        let mut comp_prefixes = vec![0usize; comps as usize];
+        let mut own = vec![0usize; n];
+        for (_, on, _) in &prefixes {
+            comp_prefixes[comp[on[0].0 as usize] as usize] += 1;
+            for v in on {
+                own[v.0 as usize] += 1;
+            }
+        }
+        // Per core node: the next hop towards each group it is not on. The
+        // searches skip stubs, so they cost the core, not the hosts.
+        let mut via: Vec<Vec<(usize, Adj)>> = vec![Vec::new(); n];
         for (g, anchor) in anchors.iter().enumerate() {
-            bfs.run(&adj, anchor.iter().copied());
+            bfs.run_core(&adj, anchor.iter().copied());
             for &x in &bfs.touched {
                 if bfs.dist[x] == 0 {
                     continue;
@@ -1747,6 +1769,21 @@ impl Cx<'_> {
         let mut counts: Vec<Vec<usize>> = adj.iter().map(|a| vec![0; a.len()]).collect();
         let pos = |x: usize, a: Adj| adj[x].binary_search(&a).unwrap_or(0);
         for x in 0..n {
+            if degree[x] == 1 {
+                let nb = adj[x][0];
+                let reached = comp_prefixes[comp[x] as usize] - own[x];
+                counts[x][0] = reached;
+                let on_link = link_prefixes(m, x, nb)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|net| by_prefix.get(&net))
+                    .filter(|&&p| !prefixes[p].1.contains(&NodeIdx(x as u32)))
+                    .count();
+                if reached > on_link {
+                    forwards[nb.node.0 as usize] = true;
+                }
+                continue;
+            }
             for &(g, a) in &via[x] {
                 // Prefixes of the group that leave through `a` from `x`: all
                 // but the exceptions at `x`.
@@ -1812,19 +1849,32 @@ impl Cx<'_> {
                     all.push((p, a));
                 }
             };
-            for &(g, a) in &via[x] {
-                if !nested && Some(a) == d {
-                    continue;
-                }
-                for &p in &groups[g] {
-                    if !except[x].iter().any(|(q, _)| *q == p) {
-                        emit(p, a, &mut all);
+            if degree[x] == 1 && (nested || d.is_none()) {
+                // A stub routes its component's prefixes (not its own) to
+                // its neighbour; explicit routes only where the default does
+                // not do it (no default, or inside its own prefix).
+                let nb = adj[x][0];
+                for (p, (_, on, _)) in prefixes.iter().enumerate() {
+                    if comp[on[0].0 as usize] == comp[x] && !on.contains(&NodeIdx(x as u32)) {
+                        emit(p, nb, &mut all);
                     }
                 }
             }
-            for &(p, a) in &except[x] {
-                if let Some(a) = a {
-                    emit(p, a, &mut all);
+            if degree[x] != 1 {
+                for &(g, a) in &via[x] {
+                    if !nested && Some(a) == d {
+                        continue;
+                    }
+                    for &p in &groups[g] {
+                        if !except[x].iter().any(|(q, _)| *q == p) {
+                            emit(p, a, &mut all);
+                        }
+                    }
+                }
+                for &(p, a) in &except[x] {
+                    if let Some(a) = a {
+                        emit(p, a, &mut all);
+                    }
                 }
             }
             if nested {
@@ -2177,23 +2227,26 @@ impl Trees {
         let anchor = stub.map_or(to, |a| a.node);
         let Trees { bfs, dist } = self;
         let dist = dist.entry(anchor).or_insert_with(|| {
-            bfs.run(adj, [anchor]);
+            bfs.run_core(adj, [anchor]);
             let mut d = vec![u32::MAX; adj.len()];
             for &t in &bfs.touched {
                 d[t] = bfs.dist[t];
             }
             d
         });
-        if from != to && dist[from.0 as usize] == u32::MAX {
-            return None;
-        }
         let mut path = Vec::new();
         let mut cur = from;
         let mut ingress = None;
         while cur != to {
             let here = &adj[cur.0 as usize];
+            if path.len() > adj.len() {
+                return None;
+            }
             let a = if stub.is_some_and(|s| s.node == cur) {
                 here.iter().find(|b| b.node == to).copied()?
+            } else if let [only] = here[..] {
+                // A stub `from` (the core search skips it): its only way.
+                only
             } else {
                 let want = dist[cur.0 as usize].checked_sub(1)?;
                 here.iter()
@@ -2234,17 +2287,21 @@ impl Bfs {
     }
 
     fn run(&mut self, adj: &[Vec<Adj>], sources: impl IntoIterator<Item = NodeIdx>) {
-        self.run_until(adj, sources, None);
+        self.search(adj, sources, false);
     }
 
-    /// Like `run`, but stops once `target` is reached: every node closer to
-    /// the sources than `target` is then settled, which is all `next_hop`
-    /// needs on the way from `target` to the sources.
-    fn run_until(
+    /// Like `run`, but never enters a node with a single neighbour (a stub:
+    /// no shortest path goes through one), so the search costs the size of
+    /// the fabric's core, not of all its hosts. Sources are always settled.
+    fn run_core(&mut self, adj: &[Vec<Adj>], sources: impl IntoIterator<Item = NodeIdx>) {
+        self.search(adj, sources, true);
+    }
+
+    fn search(
         &mut self,
         adj: &[Vec<Adj>],
         sources: impl IntoIterator<Item = NodeIdx>,
-        target: Option<NodeIdx>,
+        skip_stubs: bool,
     ) {
         for &t in &self.touched {
             self.dist[t] = u32::MAX;
@@ -2262,14 +2319,10 @@ impl Bfs {
             let d = self.dist[x] + 1;
             for a in &adj[x] {
                 let y = a.node.0 as usize;
-                if self.dist[y] == u32::MAX {
+                if self.dist[y] == u32::MAX && !(skip_stubs && adj[y].len() <= 1) {
                     self.dist[y] = d;
                     self.touched.push(y);
                     self.queue.push_back(y);
-                    if target == Some(a.node) {
-                        self.queue.clear();
-                        return;
-                    }
                 }
             }
         }
