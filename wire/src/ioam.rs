@@ -340,7 +340,11 @@ impl<'a> TraceRepr<'a> {
                 (0, _) => Err(partial),
                 (s, n) => {
                     let count = whole_entries(n, s);
-                    if count * s == n { Ok(count) } else { Err(partial) }
+                    if count * s == n {
+                        Ok(count)
+                    } else {
+                        Err(partial)
+                    }
                 }
             };
         }
@@ -490,7 +494,7 @@ static RECIPROCAL: [u32; 101] = {
     let mut table = [0u32; 101];
     let mut s = 1;
     while s < 101 {
-        table[s] = (65536 + s as u32 - 1) / s as u32;
+        table[s] = 65536u32.div_ceil(s as u32);
         s += 1;
     }
     table
@@ -544,7 +548,9 @@ fn visit_fixed<const N: usize>(
             break;
         };
         for (&field, word) in fields.iter().zip(words.chunks_exact(4)) {
-            let w = word.first_chunk::<4>().map_or(0, |w| u32::from_be_bytes(*w));
+            let w = word
+                .first_chunk::<4>()
+                .map_or(0, |w| u32::from_be_bytes(*w));
             f(hops, field, u64::from(w));
         }
         hops += 1;
@@ -882,4 +888,61 @@ pub fn fill_node<T: AsRef<[u8]> + AsMut<[u8]>>(
     node.emit(trace_type, &mut trace.node_data_mut()[offset..offset + len])?;
     trace.set_remaining_len((remaining - units) as u8);
     Ok(FillOutcome::Filled { offset })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_entries_divides_exactly() {
+        // Every node data length an option can carry, every entry size, and
+        // the division path beyond them.
+        for len in 0..1024 {
+            for stride in 0..=104 {
+                let expected = if stride == 0 { 0 } else { len / stride };
+                assert_eq!(whole_entries(len, stride), expected, "{len} / {stride}");
+            }
+        }
+    }
+
+    #[test]
+    fn for_each_field_by_hand() {
+        // Two hops of hop_limit_node_id | interface_ids_wide | buffer
+        // occupancy (a wide field, so the general walk), 16 bytes each,
+        // most recent first on the wire, after 4 free bytes.
+        let trace_type = TraceType::from_fields([
+            TraceField::HopLimitNodeId,
+            TraceField::InterfaceIdsWide,
+            TraceField::BufferOccupancy,
+        ]);
+        let mut node_data = vec![0u8; 4];
+        for (hop_limit, node_id) in [(62u8, 2u8), (63, 1)] {
+            node_data.extend_from_slice(&[hop_limit, 0, 0, node_id]);
+            node_data.extend_from_slice(&[0, 0, 0, 10 + node_id, 0, 0, 0, 20 + node_id]);
+            node_data.extend_from_slice(&[0, 0, 1, node_id]);
+        }
+        let trace = TraceRepr {
+            namespace_id: 1,
+            node_len: trace_type.node_len(),
+            flags: TraceFlags::default(),
+            remaining_len: 1,
+            trace_type,
+            reserved: 0,
+            node_data: &node_data,
+        };
+        let mut seen = Vec::new();
+        assert_eq!(trace.for_each_field(|h, f, v| seen.push((h, f, v))), 2);
+        assert_eq!(
+            seen,
+            [
+                (0, TraceField::HopLimitNodeId, 0x3f00_0001),
+                (0, TraceField::InterfaceIdsWide, (11 << 32) | 21),
+                (0, TraceField::BufferOccupancy, 0x101),
+                (1, TraceField::HopLimitNodeId, 0x3e00_0002),
+                (1, TraceField::InterfaceIdsWide, (12 << 32) | 22),
+                (1, TraceField::BufferOccupancy, 0x102),
+            ]
+        );
+    }
 }

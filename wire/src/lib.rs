@@ -20,9 +20,10 @@
 //!
 //! Entry points:
 //! * the agent: [`PacketRepr::parse`] over a captured IPv6 packet, then
-//!   [`HbhRepr::ioam_trace`], [`TraceRepr::nodes`] (decoded, path order) or
-//!   [`TraceRepr::entries`] (zero-copy [`NodeEntry`] views, path order) and
-//!   [`HbhRepr::clt`];
+//!   [`HbhRepr::ioam_trace`], [`TraceRepr::nodes`] (decoded, path order),
+//!   [`TraceRepr::entries`] (zero-copy [`NodeEntry`] views, path order) or
+//!   [`TraceRepr::for_each_field`] (every field of every hop, the fastest)
+//!   and [`HbhRepr::clt`];
 //! * the socket API: [`HbhBuilder`], which emits the bytes for
 //!   `setsockopt(IPV6_HOPOPTS)`;
 //! * transit-hop emulation (tests, P4 comparisons): [`fill_node`].

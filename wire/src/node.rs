@@ -277,7 +277,11 @@ impl FieldList {
         ]
         .into_iter()
         .filter(|f| t & f.mask() != 0);
-        for (slot, field) in list.fields.iter_mut().zip(short.iter().copied().chain(wide)) {
+        for (slot, field) in list
+            .fields
+            .iter_mut()
+            .zip(short.iter().copied().chain(wide))
+        {
             *slot = field;
             list.len += 1;
         }

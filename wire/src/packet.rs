@@ -56,13 +56,13 @@ impl<'a> PacketRepr<'a> {
 /// that parser words errors).
 mod fast {
     use super::PacketRepr;
+    use crate::Result;
     use crate::clt::{self, CltRepr};
     use crate::hbh::HbhRepr;
     use crate::ioam::{MAX_NODE_DATA, TRACE_HEADER_LEN, TraceFlags, TraceRepr};
     use crate::ipv6::{HEADER_LEN, IpProtocol, Ipv6Repr, UpperLayer};
     use crate::option::{CLT, IOAM, PAD1};
     use crate::trace_type::TraceType;
-    use crate::Result;
     use std::net::Ipv6Addr;
 
     const HOP_BY_HOP: u8 = 0;
@@ -253,22 +253,26 @@ mod tests {
         tail: &[u8],
     ) -> Option<Vec<u8>> {
         let trace_type = TraceType::from_bits(bits & TraceType::KNOWN);
-        let node = |i: usize| NodeRepr {
-            hop_limit_node_id: Some(HopLimitNodeId {
-                hop_limit: 64 - i as u8,
-                node_id: i as u32,
-            }),
-            interface_ids: Some(InterfaceIds {
-                ingress: i as u16,
-                egress: 7,
-            }),
-            queue_depth: Some(i as u32 * 3),
-            ..NodeRepr::default()
-        }
-        .for_trace_type(trace_type);
-        let mut builder = HbhBuilder::new()
-            .next_header(IpProtocol::from(next))
-            .trace(7, trace_type, size_words * 4);
+        let node = |i: usize| {
+            NodeRepr {
+                hop_limit_node_id: Some(HopLimitNodeId {
+                    hop_limit: 64 - i as u8,
+                    node_id: i as u32,
+                }),
+                interface_ids: Some(InterfaceIds {
+                    ingress: i as u16,
+                    egress: 7,
+                }),
+                queue_depth: Some(i as u32 * 3),
+                ..NodeRepr::default()
+            }
+            .for_trace_type(trace_type)
+        };
+        let mut builder = HbhBuilder::new().next_header(IpProtocol::from(next)).trace(
+            7,
+            trace_type,
+            size_words * 4,
+        );
         if clt {
             builder = builder.clt(CltRepr::from_ids(u128::MAX / 3, 42));
         }

@@ -38,6 +38,11 @@ fuzz_target!(|data: &[u8]| {
             let views: Vec<_> = repr.entries().map(|e| e.to_repr()).collect();
             assert_eq!(forward, views);
             assert_eq!(forward.len(), repr.check_entries().unwrap_or(usize::MAX));
+            // The visitor walks the same entries.
+            let mut last_hop = None;
+            let hops = repr.for_each_field(|hop, _, _| last_hop = Some(hop));
+            assert_eq!(hops, forward.len());
+            assert!(last_hop.is_none_or(|h| h < hops));
         }
         let mut copy = data.to_vec();
         let mut view = TracePacket::new_unchecked(&mut copy[..]);
