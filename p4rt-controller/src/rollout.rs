@@ -250,7 +250,8 @@ fn linux_removal(old: &LinuxPlan, new: Option<&LinuxPlan>, role: &str) -> (Linux
                         })
                     })
                 })
-                .filter(|r| new.routes.iter().any(|n| n.dst == r.dst))
+                // A route `new` drops entirely loses its encapsulation
+                // here, and the route itself in the forwarding stage.
                 .map(|r| {
                     let mut r = r.clone();
                     r.encap = None;
@@ -843,12 +844,22 @@ pub fn dry_run_text(old: Option<&Compiled>, new: &Compiled) -> String {
                 Phase::Remove => (
                     linux_of(old, &s.node).cloned(),
                     linux_of(old, &s.node).map(|p| {
-                        let (rm, _) = linux_removal(p, linux_of(Some(new), &s.node), &s.role);
-                        subtract(p, &rm)
+                        let (rm, teardown) =
+                            linux_removal(p, linux_of(Some(new), &s.node), &s.role);
+                        subtract(p, &rm, teardown)
                     }),
                 ),
             };
-            for l in linux_plan_diff(from.as_ref(), to.as_ref()) {
+            // An apply step never deletes (the removal phase did): show
+            // what it adds or replaces.
+            let lines: Vec<String> = linux_plan_diff(from.as_ref(), to.as_ref())
+                .into_iter()
+                .filter(|l| s.phase == Phase::Remove || l.starts_with('+'))
+                .collect();
+            if lines.is_empty() {
+                out.push_str("       no changes\n");
+            }
+            for l in lines {
                 out.push_str(&format!("       {l}\n"));
             }
         }
@@ -859,12 +870,15 @@ pub fn dry_run_text(old: Option<&Compiled>, new: &Compiled) -> String {
     out
 }
 
-fn subtract(p: &LinuxPlan, rm: &LinuxPlan) -> LinuxPlan {
+/// `p` after a removal step: `rm` torn down, or (not `teardown`) its routes
+/// replacing `p`'s.
+fn subtract(p: &LinuxPlan, rm: &LinuxPlan, teardown: bool) -> LinuxPlan {
     let mut p = p.clone();
     p.routes
         .retain(|r| !rm.routes.iter().any(|x| x.dst == r.dst));
-    p.routes
-        .extend(rm.routes.iter().filter(|r| r.encap.is_none()).cloned());
+    if !teardown {
+        p.routes.extend(rm.routes.iter().cloned());
+    }
     p.namespaces.retain(|n| !rm.namespaces.contains(n));
     p.schemas.retain(|n| !rm.schemas.contains(n));
     p.sysctls.retain(|n| !rm.sysctls.contains(n));

@@ -350,6 +350,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     for n in ["leaf1", "spine", "leaf2", "api"] {
         assert_eq!(before[n], after[n], "{n} was touched");
     }
+    let state_v2 = after;
     for n in NODES {
         assert_eq!(fabric.diff(n, &linux(&v2, n)), Vec::<String>::new(), "{n}");
     }
@@ -456,6 +457,28 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     }
     for n in NODES {
         assert_eq!(fabric.diff(n, &linux(&v3, n)), Vec::<String>::new(), "{n}");
+    }
+
+    // 4. The policy removed again: encap withdrawn first, decap last, and
+    //    every node reads back exactly as it did under v2.
+    let mut log = Vec::new();
+    let out = rt.block_on(rollout::run(Some(&v3), &v2, &fabric.options(), |d| {
+        log.push(d.step.clone())
+    }));
+    assert!(out.failure.is_none(), "removal failed:\n{out}");
+    let pos = |node: &str, role: &str| {
+        log.iter()
+            .position(|s| s.phase == Phase::Remove && s.node == node && s.role == role)
+            .unwrap_or_else(|| panic!("no removal of {role} on {node}:\n{out}"))
+    };
+    let encap = pos("api", "encap");
+    assert!(encap < pos("leaf1", "transit"), "{out}");
+    assert!(encap < pos("spine", "transit"), "{out}");
+    assert!(pos("spine", "transit") < pos("web", "decap"), "{out}");
+    let now = fabric.snapshot();
+    for n in NODES {
+        assert_eq!(state_v2[n], now[n], "{n} differs from v2 after the removal");
+        assert_eq!(fabric.diff(n, &linux(&v2, n)), Vec::<String>::new(), "{n}");
     }
 }
 
