@@ -70,7 +70,11 @@ fn exercise(bytes: &[u8]) {
 fn fields_visited(trace: &TraceRepr<'_>) -> Vec<(usize, TraceField, u64)> {
     let mut out = Vec::new();
     let hops = trace.for_each_field(|hop, field, value| out.push((hop, field, value)));
-    assert_eq!(hops, trace.entries().count(), "for_each_field visits every entry");
+    assert_eq!(
+        hops,
+        trace.entries().count(),
+        "for_each_field visits every entry"
+    );
     out
 }
 

@@ -132,4 +132,3 @@ pub fn etherparse_slice(packet: &[u8]) -> usize {
         Err(_) => 0,
     }
 }
-
