@@ -512,7 +512,9 @@ pub struct Done {
 
 #[derive(Debug, Clone)]
 enum Undo {
-    Linux(Vec<Change>),
+    /// The inverses, in the order to run them, and the changes that have
+    /// none (reported if a rollback needs them).
+    Linux(Vec<Change>, Vec<String>),
     P4(Vec<p4::TableEntry>),
 }
 
@@ -588,7 +590,7 @@ fn linux_step(
     plan: LinuxPlan,
     teardown: bool,
     opts: lplan::Options,
-) -> Result<(Vec<Change>, Vec<Change>), clt_linux::Error> {
+) -> Result<LinuxDone, clt_linux::Error> {
     clt_linux::netns::run_in(netns.as_deref(), move || {
         let nl = clt_linux::nl::Netlink::open()?;
         let changes = if teardown {
@@ -604,11 +606,14 @@ fn linux_step(
             .map(|l| (l.index, l.name.clone()))
             .collect();
         lplan::execute(&nl, &changes)?;
-        let undo: Vec<Change> = changes
-            .iter()
-            .rev()
-            .filter_map(|c| c.inverse(&names))
-            .collect();
+        let mut undo = Vec::new();
+        let mut cannot = Vec::new();
+        for c in changes.iter().rev() {
+            match c.inverse(&names) {
+                Some(u) => undo.push(u),
+                None => cannot.push(format!("cannot undo {c}")),
+            }
+        }
         let left = if teardown {
             let state = KernelState::read(&nl)?;
             lplan::teardown_against(&plan, &state)?
@@ -623,9 +628,12 @@ fn linux_step(
                 left[0]
             )));
         }
-        Ok((changes, undo))
+        Ok((changes, undo, cannot))
     })
 }
+
+/// The changes a Linux step made, their inverses, and what has none.
+type LinuxDone = (Vec<Change>, Vec<Change>, Vec<String>);
 
 fn linux_undo(netns: Option<String>, undo: Vec<Change>) -> Result<(), clt_linux::Error> {
     clt_linux::netns::run_in(netns.as_deref(), move || {
@@ -747,10 +755,10 @@ pub async fn run(
                         .await
                         .map_err(|e| e.to_string())
                         .and_then(|r| r.map_err(|e| e.to_string()));
-                    r.map(|(changes, undo)| Done {
+                    r.map(|(changes, undo, cannot)| Done {
                         step: step.clone(),
                         changes: changes.iter().map(|c| c.to_string()).collect(),
-                        undo: Undo::Linux(undo),
+                        undo: Undo::Linux(undo, cannot),
                     })
                 }
             }
@@ -804,7 +812,8 @@ async fn rollback(
     }
     for d in done.iter().rev() {
         let r = match &d.undo {
-            Undo::Linux(undo) => {
+            Undo::Linux(undo, cannot) => {
+                errors.extend(cannot.iter().map(|c| format!("{}: {c}", d.step)));
                 let ns = opts.netns.get(&d.step.node).cloned();
                 let undo = undo.clone();
                 tokio::task::spawn_blocking(move || linux_undo(ns, undo))

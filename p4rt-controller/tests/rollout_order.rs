@@ -125,3 +125,60 @@ fn netns_map_parses_and_rejects_bad_pairs() {
     assert!(rollout::parse_netns_map(&["web".into()]).is_err());
     assert!(rollout::parse_netns_map(&["=ns".into()]).is_err());
 }
+
+fn cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clt-controller"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_plan_dry_run_and_a_failing_rollout() {
+    let src = example("fabric-linux");
+    let (d1, _) = compile("fabric.clt", &src);
+    let v2 = src.replace(
+        "trace hop_limit_node_id, interface_ids",
+        "trace hop_limit_node_id, interface_ids, queue_depth",
+    );
+    let (d2, _) = compile("fabric.clt", &v2);
+    let (p1, p2) = (d1.path().to_str().unwrap(), d2.path().to_str().unwrap());
+
+    let out = cli(&["plan", p1, p2]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for n in ["api", "leaf1", "leaf2", "spine"] {
+        assert!(text.contains(&format!("{n}: unchanged")), "{text}");
+    }
+    assert!(text.contains("web (linux):"), "{text}");
+    assert!(text.contains("+ route"), "{text}");
+
+    let out = cli(&["rollout", "--dry-run", p1]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first = text.find("apply forwarding on web").unwrap();
+    let encap = text.find("apply encap on web").unwrap();
+    let decap = text.find("apply decap on api").unwrap();
+    assert!(first < decap && decap < encap, "{text}");
+
+    let out = cli(&["rollout", "--dry-run", "--from", p1, p2]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains("on api") && !text.contains("on spine"),
+        "{text}"
+    );
+
+    // Every node mapped to a namespace that does not exist: the first step
+    // fails, nothing was made, the exit status says so.
+    let map = "web=clt-none-1,leaf1=clt-none-2,spine=clt-none-3,leaf2=clt-none-4,api=clt-none-5";
+    let out = cli(&["rollout", p1, "--netns-map", map]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("FAILED apply forwarding on web"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rolled back 0 step(s)"), "{stdout}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("clt-none-1"), "{stderr}");
+}
