@@ -898,9 +898,9 @@ mod tests {
     fn whole_entries_divides_exactly() {
         // Every node data length an option can carry, every entry size, and
         // the division path beyond them.
-        for len in 0..1024 {
+        for len in 0usize..1024 {
             for stride in 0..=104 {
-                let expected = if stride == 0 { 0 } else { len / stride };
+                let expected = len.checked_div(stride).unwrap_or(0);
                 assert_eq!(whole_entries(len, stride), expected, "{len} / {stride}");
             }
         }
