@@ -333,10 +333,14 @@ pub fn steps(old: Option<&Compiled>, new: &Compiled) -> Vec<Step> {
                         let (p, _) = linux_removal(op, linux_of(Some(new), &s.node), &stage.role);
                         !is_empty_plan(&p)
                     }
-                    // A P4 node leaving the fabric has its entries removed
-                    // at its first removal stage; a changed one is
-                    // reconciled in the apply phase.
-                    _ => !new.nodes.contains_key(&s.node),
+                    // A P4 node loses the entries `new` drops at its first
+                    // removal stage (all of them when it leaves the
+                    // fabric); additions and modifications wait for the
+                    // apply phase.
+                    Some(Artifact::P4 { entries, .. }) => {
+                        p4_kept(o, new, &s.node).len() < entries.len()
+                    }
+                    None => false,
                 };
                 let already = out.iter().any(|x: &Step| {
                     x.node == s.node && x.phase == Phase::Remove && x.kind != "linux"
@@ -497,6 +501,8 @@ pub struct Options {
     /// Linux node name -> network namespace to configure it in (absent:
     /// the current namespace).
     pub netns: HashMap<String, String>,
+    /// Touch nothing: [`run`] returns at once with no step done (the
+    /// listing is [`dry_run_text`]).
     pub dry_run: bool,
     pub insertion: clt_linux::Insertion,
 }
@@ -659,19 +665,41 @@ async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), S
     Ok((dev, session))
 }
 
-/// A P4 step: install (pipeline if needed, entries) and read back. Returns
-/// the entries the device held before, for the undo.
-async fn p4_step(dir: &Path, node: &str, remove: bool) -> Result<Done0, String> {
+/// The entries of `old`'s P4 node `node` whose key `new` still has: what a
+/// removal step leaves on the device.
+fn p4_kept(old: &Compiled, new: &Compiled, node: &str) -> Vec<p4::TableEntry> {
+    let Some(Artifact::P4 { entries, .. }) = old.nodes.get(node) else {
+        return Vec::new();
+    };
+    let keep: std::collections::HashSet<reconcile::EntryKey> = match new.nodes.get(node) {
+        Some(Artifact::P4 { entries, .. }) => entries.iter().map(reconcile::EntryKey::of).collect(),
+        _ => Default::default(),
+    };
+    entries
+        .iter()
+        .filter(|e| keep.contains(&reconcile::EntryKey::of(e)))
+        .cloned()
+        .collect()
+}
+
+/// A P4 step: install (pipeline if needed, entries) or, for a removal,
+/// reconcile to `remove_to`; then read back. Returns the entries the device
+/// held before, for the undo.
+async fn p4_step(
+    dir: &Path,
+    node: &str,
+    remove_to: Option<Vec<p4::TableEntry>>,
+) -> Result<Done0, String> {
     let (dev, mut session) = p4_device(dir, node).await?;
     let tables: Vec<u32> = dev.info().writable_tables().collect();
     let before = session
         .read_table_entries(&tables)
         .await
         .map_err(|e| e.to_string())?;
-    let desired = if remove {
-        Vec::new()
-    } else {
-        dev_entries(dir, node)?
+    let remove = remove_to.is_some();
+    let desired = match remove_to {
+        Some(d) => d,
+        None => dev_entries(dir, node)?,
     };
     let report = if remove {
         session
@@ -735,6 +763,9 @@ pub async fn run(
     mut observe: impl FnMut(&Done),
 ) -> Outcome {
     let mut outcome = Outcome::default();
+    if opts.dry_run {
+        return outcome;
+    }
     let lopts = lplan::Options {
         insertion: opts.insertion,
     };
@@ -763,11 +794,11 @@ pub async fn run(
                 }
             }
         } else {
-            let (dir, remove) = match step.phase {
-                Phase::Apply => (&new.dir, false),
-                Phase::Remove => (old.map_or(&new.dir, |o| &o.dir), true),
+            let (dir, remove_to) = match (step.phase, old) {
+                (Phase::Remove, Some(o)) => (&o.dir, Some(p4_kept(o, new, &step.node))),
+                _ => (&new.dir, None),
             };
-            p4_step(dir, &step.node, remove)
+            p4_step(dir, &step.node, remove_to)
                 .await
                 .map(|(changes, before)| Done {
                     step: step.clone(),
@@ -844,6 +875,28 @@ pub fn dry_run_text(old: Option<&Compiled>, new: &Compiled) -> String {
     let mut out = String::new();
     for (i, s) in steps(old, new).iter().enumerate() {
         out.push_str(&format!("{:>3}. {s}\n", i + 1));
+        if s.kind != "linux" {
+            let entries = |c: Option<&Compiled>| match c.and_then(|c| c.nodes.get(&s.node)) {
+                Some(Artifact::P4 { entries, .. }) => entries.clone(),
+                _ => Vec::new(),
+            };
+            let (from, to) = match (s.phase, old) {
+                (Phase::Remove, Some(o)) => (entries(old), p4_kept(o, new, &s.node)),
+                _ => (entries(old), entries(Some(new))),
+            };
+            let d = reconcile::diff(&from, &to);
+            out.push_str(&format!(
+                "       entries +{} -{} ~{} (relative to {})\n",
+                d.insert.len(),
+                d.delete.len(),
+                d.modify.len(),
+                if old.is_some() {
+                    "the old fabric"
+                } else {
+                    "an empty device"
+                }
+            ));
+        }
         if s.kind == "linux" {
             let (from, to) = match s.phase {
                 Phase::Apply => (

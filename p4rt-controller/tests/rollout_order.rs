@@ -99,6 +99,13 @@ fn removing_a_policy_removes_encap_first_and_touches_only_its_nodes() {
     assert_eq!(encap.len(), 1, "{steps:#?}");
     assert_eq!(decap.len(), 1, "{steps:#?}");
     assert!(encap[0] < decap[0]);
+    // The switches on the probe's path lose its entries in the transit
+    // removal stage: after store's encap, before web's decap.
+    let leaf3 = position(&steps, |s| {
+        s.phase == Phase::Remove && s.node == "leaf3" && s.role == "transit"
+    });
+    assert_eq!(leaf3.len(), 1, "{steps:#?}");
+    assert!(encap[0] < leaf3[0] && leaf3[0] < decap[0]);
     // Removals all come before the apply phase.
     let rm = position(&steps, |s| s.phase == Phase::Remove);
     let ap = position(&steps, |s| s.phase == Phase::Apply);
