@@ -218,3 +218,83 @@ fn a_spine_has_one_route_per_prefix_behind_other_leaves() {
         "{routes} routes for {linked} nodes and {prefixes} prefixes"
     );
 }
+
+/// A random connected fabric of Linux routers: a spanning tree plus extra
+/// links, every link its own /64, some nodes with an unlinked interface
+/// whose prefix is a /64 of its own or a /48 around another link's /64.
+fn random_fabric(parents: &[usize], extra: &[(usize, usize)], loops: &[(usize, u8)]) -> String {
+    let n = parents.len() + 1;
+    let mut links: Vec<(usize, usize)> = parents
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (i + 1, p % (i + 1)))
+        .collect();
+    for &(a, b) in extra {
+        let (a, b) = (a % n, b % n);
+        if a != b {
+            links.push((a, b));
+        }
+    }
+    let mut ifaces: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut link_lines = Vec::new();
+    for (l, &(a, b)) in links.iter().enumerate() {
+        let ia = ifaces[a].len();
+        ifaces[a].push(format!(
+            "interface l{l} {{ id {} address 2001:db8:{l:x}::1/64 }}",
+            ia + 1
+        ));
+        let ib = ifaces[b].len();
+        ifaces[b].push(format!(
+            "interface l{l} {{ id {} address 2001:db8:{l:x}::2/64 }}",
+            ib + 1
+        ));
+        link_lines.push(format!("link r{a}.l{l} -- r{b}.l{l}"));
+    }
+    for &(v, kind) in loops {
+        let v = v % n;
+        let i = ifaces[v].len() + 1;
+        let addr = match kind % 3 {
+            // A /48 around link `kind`'s /64 (when that link exists).
+            0 if usize::from(kind) < links.len() => format!("2001:db8:{kind:x}:ff00::9/48"),
+            _ => format!("2001:db8:ff{v:02x}:{i:x}::1/64"),
+        };
+        if ifaces[v].iter().any(|f| f.contains(&addr)) {
+            continue;
+        }
+        ifaces[v].push(format!(
+            "interface lo{i} {{ id {} address {addr} }}",
+            i + 100
+        ));
+    }
+    let mut src = String::new();
+    for (v, fs) in ifaces.iter().enumerate() {
+        src.push_str(&format!("node r{v} linux {{\n    id {}\n", v + 1));
+        for f in fs {
+            src.push_str(&format!("    {f}\n"));
+        }
+        src.push_str("}\n");
+    }
+    for l in link_lines {
+        src.push_str(&l);
+        src.push('\n');
+    }
+    src
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn compacted_routes_reach_every_address_in_random_fabrics(
+        parents in proptest::collection::vec(0usize..64, 1..12),
+        extra in proptest::collection::vec((0usize..16, 0usize..16), 0..5),
+        loops in proptest::collection::vec((0usize..16, 0u8..12), 0..5),
+    ) {
+        let src = random_fabric(&parents, &extra, &loops);
+        let c = cltc::compile_source("random.clt", &src);
+        // Overlapping /48s are the front end's to reject (E0028 and the like).
+        proptest::prop_assume!(c.is_ok());
+        let f = c.expect("assumed").fabric;
+        check_fabric("random.clt", &f);
+    }
+}
