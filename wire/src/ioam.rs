@@ -626,8 +626,8 @@ impl<'a> Entries<'a> {
             Some(0) => {}
             Some(stride) => {
                 entries.stride = stride;
-                // 32-bit division: much cheaper than a 64-bit one.
-                entries.count = (filled.len() as u32 / stride as u32) as usize;
+                // By multiplication: a division is most of a short decode.
+                entries.count = whole_entries(filled.len(), stride);
             }
             None => {
                 let mut at = 0usize;
