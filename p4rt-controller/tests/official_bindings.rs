@@ -15,7 +15,16 @@ use clt_controller::write::per_update_errors;
 use prost::Message;
 
 fn official() -> Option<HashMap<String, Vec<u8>>> {
-    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| {
+        // `scripts/install-test-deps` puts p4runtime-shell in this venv.
+        let venv = "/opt/clt-test-venv/bin/python";
+        if std::path::Path::new(venv).exists() {
+            venv
+        } else {
+            "python3"
+        }
+        .into()
+    });
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/official_messages.py"
