@@ -513,6 +513,8 @@ pub struct Done {
     pub step: Step,
     /// The changes made (Linux) or a summary (P4).
     pub changes: Vec<String>,
+    /// The time the step took, its read-back included.
+    pub elapsed: std::time::Duration,
     undo: Undo,
 }
 
@@ -559,9 +561,10 @@ impl fmt::Display for Outcome {
         for d in &self.done {
             writeln!(
                 f,
-                "ok   {}: {} change(s), verified",
+                "ok   {}: {} change(s), verified in {:.1} ms",
                 d.step,
-                d.changes.len()
+                d.changes.len(),
+                d.elapsed.as_secs_f64() * 1e3
             )?;
             for c in &d.changes {
                 writeln!(f, "       {c}")?;
@@ -770,6 +773,7 @@ pub async fn run(
         insertion: opts.insertion,
     };
     for step in steps(old, new) {
+        let started = std::time::Instant::now();
         let ns = opts.netns.get(&step.node).cloned();
         let result: Result<Done, String> = if step.kind == "linux" {
             let work = match step.phase {
@@ -789,6 +793,7 @@ pub async fn run(
                     r.map(|(changes, undo, cannot)| Done {
                         step: step.clone(),
                         changes: changes.iter().map(|c| c.to_string()).collect(),
+                        elapsed: started.elapsed(),
                         undo: Undo::Linux(undo, cannot),
                     })
                 }
@@ -803,6 +808,7 @@ pub async fn run(
                 .map(|(changes, before)| Done {
                     step: step.clone(),
                     changes,
+                    elapsed: started.elapsed(),
                     undo: Undo::P4(before),
                 })
         };
