@@ -64,7 +64,8 @@ enum Command {
         /// The compiled fabric running now: roll out only the difference.
         #[arg(long)]
         from: Option<PathBuf>,
-        /// Linux nodes configured in network namespaces: `node=netns,...`.
+        /// Linux nodes configured in network namespaces: `node=netns,...`
+        /// (a Linux node not named here is this host's current namespace).
         #[arg(long, value_delimiter = ',')]
         netns_map: Vec<String>,
         /// Print the plan; touch nothing.

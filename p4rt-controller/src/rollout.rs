@@ -12,7 +12,11 @@
 //! Linux stages are cumulative sub-plans of the node's plan (see
 //! [`linux_stage_plan`]): `forwarding` has no IOAM (no namespaces, no
 //! `ioam6` sysctls, routes without encapsulation), `decap`/`transit` add the
-//! IOAM namespaces and sysctls, `encap` is the whole plan.
+//! IOAM namespaces and sysctls, `encap` is the whole plan. A P4 device gets
+//! its pipeline and all its entries at its first stage (the controller's
+//! `Device::install`) and is re-verified at the later ones; in a removal it
+//! loses the entries the new fabric drops at its first removal stage.
+//! `docs/rollout.md` explains why this order is safe.
 //!
 //! Invariants:
 //! - nothing is touched in a dry run, and nothing outside the step's node;
