@@ -9,8 +9,17 @@
 use cltc::backend::p4::textpb::TextMessage;
 use cltc::backend::p4::{self, P4Artifacts, Target};
 use cltc::ir::{NodeIdx, NodeKind};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Says that a test was skipped, and why, where CI and users see it.
+///
+/// libtest captures `println!` and `eprintln!` of passing tests, which would
+/// hide the skip; a direct write to stderr is not captured.
+pub fn report_skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "bmv2-tests: {test}: skipped: {why}");
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

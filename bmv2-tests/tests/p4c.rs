@@ -16,7 +16,7 @@ fn check(target: Target) {
 
     let name = compiler(target);
     let Some(p4c) = find_tool(name) else {
-        println!("skipped: {name} not on PATH");
+        clt_bmv2_tests::report_skip(&format!("p4c ({target:?})"), &format!("{name} not on PATH"));
         return;
     };
     let dir = tempfile::tempdir().expect("temporary directory");

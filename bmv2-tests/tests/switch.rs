@@ -152,7 +152,7 @@ fn first_packet(pcap: &Path) -> Vec<u8> {
 #[test]
 fn a_transit_switch_forwards_and_fills_its_entry() {
     if let Some(why) = missing() {
-        println!("skipped: {why}");
+        clt_bmv2_tests::report_skip("a_transit_switch_forwards_and_fills_its_entry", &why);
         return;
     }
 
