@@ -44,7 +44,7 @@ control CltIngress(inout headers_t hdr,
                    inout standard_metadata_t standard_metadata) {
     // One k-of-n sampling counter per encapsulating policy.
     @id(0x16000001)
-    register<bit<32>, bit<32>>(SAMPLE_SLOTS) sample_count;
+    register<bit<32>>(SAMPLE_SLOTS) sample_count;
 
     @id(0x01000001)
     action drop() {
