@@ -4,12 +4,19 @@
 //! entry host sends a TCP SYN carrying the CLT Hop-by-Hop header (what the
 //! CLT socket API writes); the capture at the server must show it forwarded
 //! (MACs rewritten, hop limit decremented) with the router's entry filled.
+//! With the policy ending at the router, the switch decapsulates: the packet
+//! leaves without the Hop-by-Hop header and `clt-controller run` forwards the
+//! digest's trace to an in-test IOAM API receiver. A switch killed and
+//! restarted under the daemon forwards again once the daemon has reinstalled
+//! it.
 //!
 //! Needs root, `ip`, `simple_switch_grpc`, `p4c-bm2-ss`, `tshark`, `python3`
 //! and the `clt-controller` binary (built by `cargo test --workspace`, or
 //! named by `CLT_CONTROLLER`); says `skipped: ...` and returns otherwise.
 
 use clt_bmv2_tests::find_tool;
+use clt_proto::ioam_api::IoamTrace;
+use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
 use clt_wire::node::NodeRepr;
 use clt_wire::{CltRepr, HbhBuilder, HbhHeader, HbhRepr, IpProtocol, Ipv6Packet, TraceType};
 use cltc::backend::p4::{self, Target};
@@ -83,12 +90,15 @@ fn in_ns(ns: &str, args: &[&str]) {
 struct Fabric {
     namespaces: Vec<String>,
     links: Vec<String>,
+    /// The switch's ports (`1@ports[0]`, `2@ports[1]`).
+    ports: Vec<String>,
+    switch: Option<Child>,
     children: Vec<Child>,
 }
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        for child in self.children.iter_mut().chain(self.switch.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -149,205 +159,309 @@ fn first_packet(pcap: &Path) -> Vec<u8> {
     bytes[40..40 + caplen].to_vec()
 }
 
+/// A linux host, a bmv2 switch and a linux server as in `login.clt`, with
+/// the switch running (no pipeline yet) and the compiled files in `dir`.
+struct Topology {
+    // Declared first so the processes and namespaces go before the files.
+    net: Fabric,
+    dir: tempfile::TempDir,
+    fabric: cltc::ir::Fabric,
+    entry_ns: String,
+    server_ns: String,
+    server_if: String,
+    grpc: u16,
+}
+
+const ENTRY_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const ROUTER_MAC1: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const ROUTER_MAC2: [u8; 6] = [2, 0, 0, 0, 2, 2];
+const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 3, 1];
+
+impl Topology {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Compiles `src`'s `router` (cltc, then p4c), builds the namespaces and
+    /// starts simple_switch_grpc.
+    fn new(name: &str, src: &str) -> Topology {
+        let fabric = cltc::compile_source(name, src)
+            .unwrap_or_else(|d| panic!("{}", d.render(name, src)))
+            .fabric;
+        let router = fabric
+            .nodes
+            .iter()
+            .position(|n| n.name == "router")
+            .expect("router");
+        let artifacts = p4::compile(&fabric, NodeIdx(router as u32), Target::V1Model);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let file = |name: &str| dir.path().join(name);
+        std::fs::write(file("router.p4"), &artifacts.program).expect("write program");
+        std::fs::write(file("router.p4info.txtpb"), &artifacts.p4info).expect("write p4info");
+        std::fs::write(file("router.entries.txtpb"), &artifacts.entries).expect("write entries");
+        let p4c = find_tool("p4c-bm2-ss").expect("p4c");
+        clt_bmv2_tests::run_p4c(
+            &p4c,
+            Target::V1Model,
+            &file("router.p4"),
+            dir.path(),
+            "router",
+        )
+        .expect("p4c-bm2-ss compiles the router");
+
+        // Namespaces and links, with login.clt's addresses and MACs.
+        let n = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let (entry_ns, server_ns) = (format!("clt-e{n}"), format!("clt-s{n}"));
+        let (port1, port2) = (format!("cp1-{n}"), format!("cp2-{n}"));
+        let (entry_if, server_if) = (format!("ce-{n}"), format!("cs-{n}"));
+        let mut net = Fabric {
+            namespaces: vec![],
+            links: vec![],
+            ports: vec![],
+            switch: None,
+            children: vec![],
+        };
+        for ns in [&entry_ns, &server_ns] {
+            ip(&["netns", "add", ns]);
+            net.namespaces.push(ns.clone());
+        }
+        for (host_if, port, ns, host_mac, port_mac) in [
+            (&entry_if, &port1, &entry_ns, ENTRY_MAC, ROUTER_MAC1),
+            (&server_if, &port2, &server_ns, SERVER_MAC, ROUTER_MAC2),
+        ] {
+            ip(&["link", "add", host_if, "type", "veth", "peer", "name", port]);
+            net.links.push(port.clone());
+            ip(&["link", "set", port, "address", &mac_text(port_mac), "up"]);
+            ip(&["link", "set", host_if, "netns", ns]);
+            in_ns(
+                ns,
+                &[
+                    "ip",
+                    "link",
+                    "set",
+                    host_if,
+                    "address",
+                    &mac_text(host_mac),
+                    "up",
+                ],
+            );
+            in_ns(ns, &["ip", "link", "set", "lo", "up"]);
+            in_ns(
+                ns,
+                &[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{host_if}.accept_dad=0"),
+                ],
+            );
+        }
+        let routes = [
+            (&entry_ns, &entry_if, "db01::1/64", "db02::/64", ROUTER_MAC1),
+            (
+                &server_ns,
+                &server_if,
+                "db02::2/64",
+                "db01::/64",
+                ROUTER_MAC2,
+            ),
+        ];
+        for (ns, dev, address, remote, gw_mac) in routes {
+            let gw = link_local(gw_mac).to_string();
+            in_ns(
+                ns,
+                &["ip", "-6", "addr", "add", address, "dev", dev, "nodad"],
+            );
+            in_ns(
+                ns,
+                &[
+                    "ip",
+                    "-6",
+                    "neigh",
+                    "add",
+                    &gw,
+                    "lladdr",
+                    &mac_text(gw_mac),
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ],
+            );
+            in_ns(
+                ns,
+                &["ip", "-6", "route", "add", remote, "via", &gw, "dev", dev],
+            );
+        }
+        let mut topology = Topology {
+            net,
+            dir,
+            fabric,
+            entry_ns,
+            server_ns,
+            server_if,
+            grpc: free_port(),
+        };
+        topology.net.ports = vec![port1, port2];
+        topology.start_switch();
+        topology
+    }
+
+    /// Starts simple_switch_grpc (no pipeline) and waits for its gRPC port.
+    fn start_switch(&mut self) {
+        let grpc = self.grpc;
+        let switch = Command::new("simple_switch_grpc")
+            .args(["--device-id", "1", "--no-p4"])
+            .args([
+                "-i",
+                &format!("1@{}", self.net.ports[0]),
+                "-i",
+                &format!("2@{}", self.net.ports[1]),
+            ])
+            .args(["--", "--grpc-server-addr", &format!("127.0.0.1:{grpc}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start simple_switch_grpc");
+        self.net.switch = Some(switch);
+        wait_for("simple_switch_grpc", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", grpc)).is_ok()
+        });
+    }
+
+    /// Kills simple_switch_grpc and waits until it is gone.
+    fn kill_switch(&mut self) {
+        if let Some(mut switch) = self.net.switch.take() {
+            let _ = switch.kill();
+            let _ = switch.wait();
+        }
+    }
+
+    /// Writes `controller.toml` for the router, with `collector`.
+    fn controller_config(&self, collector: u16) -> PathBuf {
+        let config = format!(
+            "[collector]\naddress = \"127.0.0.1:{collector}\"\n\n[[device]]\nname = \"router\"\naddress = \"127.0.0.1:{}\"\ndevice_id = 1\np4info = \"router.p4info.txtpb\"\nentries = \"router.entries.txtpb\"\ndevice_config = \"router.json\"\nprogram = \"router.p4\"\n",
+            self.grpc
+        );
+        let path = self.file("controller.toml");
+        std::fs::write(&path, config).expect("write config");
+        path
+    }
+
+    /// Starts capturing the first packet to the server on its interface (a
+    /// BPF "tcp" would not look past the Hop-by-Hop header); returns the
+    /// capture's file and process.
+    fn capture(&self, name: &str) -> (PathBuf, Child) {
+        let pcap = self.file(name);
+        let capture = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.server_ns,
+                "tshark",
+                "-q",
+                "-i",
+                &self.server_if,
+                "-F",
+                "pcap",
+            ])
+            .args(["-c", "1", "-f", "ip6 dst host db02::2", "-w"])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tshark");
+        wait_for("the capture to start", Duration::from_secs(20), || {
+            pcap.exists()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        (pcap, capture)
+    }
+
+    /// Sends TCP SYNs to the server from the entry host, with `hbh` as
+    /// their Hop-by-Hop header (none if empty), until `capture` has its
+    /// packet; returns the captured frame.
+    fn send_until_captured(&self, hbh: &[u8], pcap: &Path, mut capture: Child) -> Vec<u8> {
+        let hex: String = hbh.iter().map(|b| format!("{b:02x}")).collect();
+        let script = "import socket,sys\n\
+s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
+h=bytes.fromhex(sys.argv[1])\n\
+if h:\n    s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_HOPOPTS,h)\n\
+s.settimeout(1)\n\
+try:\n    s.connect(('db02::2',443))\nexcept OSError:\n    pass\n";
+        let start = Instant::now();
+        loop {
+            let _ = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.entry_ns,
+                    "python3",
+                    "-c",
+                    script,
+                    &hex,
+                ])
+                .output()
+                .expect("run python3");
+            if let Ok(Some(_)) = capture.try_wait() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = capture.kill();
+                let _ = capture.wait();
+                panic!("no packet reached the server in 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        first_packet(pcap)
+    }
+}
+
+/// The CLT Hop-by-Hop header the CLT socket API writes: an empty trace of
+/// the fabric's first domain and the request's ids.
+fn clt_hbh(fabric: &cltc::ir::Fabric, trace_id: u128, span_id: u64) -> Vec<u8> {
+    HbhBuilder::new()
+        .next_header(IpProtocol::Tcp)
+        .trace(
+            fabric.domains[0].namespace,
+            fabric.domains[0].trace_type,
+            usize::from(fabric.domains[0].prealloc_len),
+        )
+        .clt(CltRepr::from_ids(trace_id, span_id))
+        .build()
+        .expect("build the hop-by-hop header")
+}
+
+const TRACE_ID: u128 = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
+const SPAN_ID: u64 = 0x1122_3344_5566_7788;
+
 #[test]
 fn a_transit_switch_forwards_and_fills_its_entry() {
     if let Some(why) = missing() {
         clt_bmv2_tests::report_skip("a_transit_switch_forwards_and_fills_its_entry", &why);
         return;
     }
-
-    // cltc: the router's program, P4Info and entries; p4c: its bmv2 JSON.
     let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
         .expect("login.clt");
-    let fabric = cltc::compile_source("login.clt", &src)
-        .expect("login.clt compiles")
-        .fabric;
-    let router = fabric
-        .nodes
-        .iter()
-        .position(|n| n.name == "router")
-        .expect("router");
-    let artifacts = p4::compile(&fabric, NodeIdx(router as u32), Target::V1Model);
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let file = |name: &str| dir.path().join(name);
-    std::fs::write(file("router.p4"), &artifacts.program).expect("write program");
-    std::fs::write(file("router.p4info.txtpb"), &artifacts.p4info).expect("write p4info");
-    std::fs::write(file("router.entries.txtpb"), &artifacts.entries).expect("write entries");
-    let p4c = find_tool("p4c-bm2-ss").expect("p4c");
-    clt_bmv2_tests::run_p4c(
-        &p4c,
-        Target::V1Model,
-        &file("router.p4"),
-        dir.path(),
-        "router",
-    )
-    .expect("p4c-bm2-ss compiles the router");
-
-    // Namespaces and links, with login.clt's addresses and MACs.
-    let n = format!(
-        "{}{}",
-        std::process::id() % 100_000,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let (entry_ns, server_ns) = (format!("clt-e{n}"), format!("clt-s{n}"));
-    let (port1, port2) = (format!("cp1-{n}"), format!("cp2-{n}"));
-    let (entry_if, server_if) = (format!("ce-{n}"), format!("cs-{n}"));
-    let mut net = Fabric {
-        namespaces: vec![],
-        links: vec![],
-        children: vec![],
-    };
-    let entry_mac = [2, 0, 0, 0, 1, 1];
-    let router_mac1 = [2, 0, 0, 0, 2, 1];
-    let router_mac2 = [2, 0, 0, 0, 2, 2];
-    let server_mac = [2, 0, 0, 0, 3, 1];
-    for ns in [&entry_ns, &server_ns] {
-        ip(&["netns", "add", ns]);
-        net.namespaces.push(ns.clone());
-    }
-    for (host_if, port, ns, host_mac, port_mac) in [
-        (&entry_if, &port1, &entry_ns, entry_mac, router_mac1),
-        (&server_if, &port2, &server_ns, server_mac, router_mac2),
-    ] {
-        ip(&["link", "add", host_if, "type", "veth", "peer", "name", port]);
-        net.links.push(port.clone());
-        ip(&["link", "set", port, "address", &mac_text(port_mac), "up"]);
-        ip(&["link", "set", host_if, "netns", ns]);
-        in_ns(
-            ns,
-            &[
-                "ip",
-                "link",
-                "set",
-                host_if,
-                "address",
-                &mac_text(host_mac),
-                "up",
-            ],
-        );
-        in_ns(ns, &["ip", "link", "set", "lo", "up"]);
-        in_ns(
-            ns,
-            &[
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{host_if}.accept_dad=0"),
-            ],
-        );
-    }
-    let routes = [
-        (&entry_ns, &entry_if, "db01::1/64", "db02::/64", router_mac1),
-        (
-            &server_ns,
-            &server_if,
-            "db02::2/64",
-            "db01::/64",
-            router_mac2,
-        ),
-    ];
-    for (ns, dev, address, remote, gw_mac) in routes {
-        let gw = link_local(gw_mac).to_string();
-        in_ns(
-            ns,
-            &["ip", "-6", "addr", "add", address, "dev", dev, "nodad"],
-        );
-        in_ns(
-            ns,
-            &[
-                "ip",
-                "-6",
-                "neigh",
-                "add",
-                &gw,
-                "lladdr",
-                &mac_text(gw_mac),
-                "dev",
-                dev,
-                "nud",
-                "permanent",
-            ],
-        );
-        in_ns(
-            ns,
-            &["ip", "-6", "route", "add", remote, "via", &gw, "dev", dev],
-        );
-    }
-
-    // The switch, then the controller installs the pipeline and entries.
-    let grpc = free_port();
-    let switch = Command::new("simple_switch_grpc")
-        .args(["--device-id", "1", "--no-p4"])
-        .args(["-i", &format!("1@{port1}"), "-i", &format!("2@{port2}")])
-        .args(["--", "--grpc-server-addr", &format!("127.0.0.1:{grpc}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start simple_switch_grpc");
-    net.children.push(switch);
-    wait_for("simple_switch_grpc", Duration::from_secs(20), || {
-        TcpStream::connect(("127.0.0.1", grpc)).is_ok()
-    });
-    let config = format!(
-        "[collector]\naddress = \"127.0.0.1:{}\"\n\n[[device]]\nname = \"router\"\naddress = \"127.0.0.1:{grpc}\"\ndevice_id = 1\np4info = \"router.p4info.txtpb\"\nentries = \"router.entries.txtpb\"\ndevice_config = \"router.json\"\nprogram = \"router.p4\"\n",
-        free_port()
-    );
-    std::fs::write(file("controller.toml"), config).expect("write config");
+    let topo = Topology::new("login.clt", &src);
+    let config = topo.controller_config(free_port());
     run(Command::new(controller_bin().expect("controller"))
         .args(["install", "--config"])
-        .arg(file("controller.toml")));
+        .arg(&config));
 
-    // Capture the first packet to the server on its interface (a BPF "tcp"
-    // would not look past the Hop-by-Hop header).
-    let pcap = file("server.pcap");
-    let capture = Command::new("ip")
-        .args([
-            "netns", "exec", &server_ns, "tshark", "-q", "-i", &server_if, "-F", "pcap",
-        ])
-        .args(["-c", "1", "-f", "ip6 dst host db02::2", "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tshark");
-    net.children.push(capture);
-    wait_for("the capture to start", Duration::from_secs(20), || {
-        pcap.exists()
-    });
-    std::thread::sleep(Duration::from_millis(500));
-
-    // The entry host sends a SYN with the CLT header (empty trace + ids).
+    let (pcap, capture) = topo.capture("server.pcap");
+    let fabric = &topo.fabric;
+    let hbh = clt_hbh(fabric, TRACE_ID, SPAN_ID);
+    let frame = topo.send_until_captured(&hbh, &pcap, capture);
     let trace_type = fabric.domains[0].trace_type;
     let size = usize::from(fabric.domains[0].prealloc_len);
-    let (trace_id, span_id) = (
-        0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128,
-        0x1122_3344_5566_7788_u64,
-    );
-    let hbh = HbhBuilder::new()
-        .next_header(IpProtocol::Tcp)
-        .trace(fabric.domains[0].namespace, trace_type, size)
-        .clt(CltRepr::from_ids(trace_id, span_id))
-        .build()
-        .expect("build the hop-by-hop header");
-    let hex: String = hbh.iter().map(|b| format!("{b:02x}")).collect();
-    let script = "import socket,sys\n\
-s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
-s.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_HOPOPTS,bytes.fromhex(sys.argv[1]))\n\
-s.settimeout(2)\n\
-try:\n    s.connect(('db02::2',443))\nexcept OSError:\n    pass\n";
-    let _ = Command::new("ip")
-        .args(["netns", "exec", &entry_ns, "python3", "-c", script, &hex])
-        .output()
-        .expect("run python3");
-
-    let tshark = net.children.last_mut().expect("tshark");
-    wait_for("the capture", Duration::from_secs(10), || {
-        matches!(tshark.try_wait(), Ok(Some(_)))
-    });
-    let frame = first_packet(&pcap);
-
+    let (trace_id, span_id) = (TRACE_ID, SPAN_ID);
     // Forwarded: MACs rewritten, hop limit decremented.
-    assert_eq!(frame[..6], server_mac, "destination MAC");
-    assert_eq!(frame[6..12], router_mac2, "source MAC");
+    assert_eq!(frame[..6], SERVER_MAC, "destination MAC");
+    assert_eq!(frame[6..12], ROUTER_MAC2, "source MAC");
     let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
     assert_eq!(ipv6.hop_limit(), 63);
     assert_eq!(ipv6.next_header(), IpProtocol::HopByHop);
@@ -369,4 +483,214 @@ try:\n    s.connect(('db02::2',443))\nexcept OSError:\n    pass\n";
     assert_eq!((ifs.ingress, ifs.egress), (21, 22));
     let depth = node.queue_depth.expect("queue depth");
     assert_ne!(depth, u32::MAX, "bmv2 knows its queue depth");
+}
+
+/// An IOAM API receiver (`ioam_api.IOAMService/Report`) on 127.0.0.1: the
+/// traces the controller forwards arrive on `traces`.
+struct Receiver {
+    port: u16,
+    traces: std::sync::mpsc::Receiver<IoamTrace>,
+    // Dropped last: stops the server.
+    _runtime: tokio::runtime::Runtime,
+}
+
+struct Collect(std::sync::Mutex<std::sync::mpsc::Sender<IoamTrace>>);
+
+#[tonic::async_trait]
+impl IoamService for Collect {
+    async fn report(
+        &self,
+        request: tonic::Request<tonic::Streaming<IoamTrace>>,
+    ) -> Result<tonic::Response<()>, tonic::Status> {
+        let mut stream = request.into_inner();
+        while let Some(trace) = stream.message().await? {
+            let _ = self.0.lock().expect("sender").send(trace);
+        }
+        Ok(tonic::Response::new(()))
+    }
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind the receiver");
+        let port = listener.local_addr().expect("address").port();
+        let (tx, traces) = std::sync::mpsc::channel();
+        runtime.spawn(
+            tonic::transport::Server::builder()
+                .add_service(IoamServiceServer::new(Collect(std::sync::Mutex::new(tx))))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Receiver {
+            port,
+            traces,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// `login.clt` with the policy ending at the router: the switch decapsulates.
+const DECAP_CLT: &str = r#"
+domain dc1 {
+    namespace 123
+    trace hop_limit_node_id, interface_ids, queue_depth
+    context w3c
+    collector 127.0.0.1:7123
+}
+
+node entry linux {
+    id 1
+    interface eth0 { id 11 address db01::1/64 mac 02:00:00:00:01:01 }
+}
+
+node router bmv2 {
+    id 2
+    p4runtime 127.0.0.1:9559 device 1
+    port 1 { id 21 mac 02:00:00:00:02:01 }
+    port 2 { id 22 mac 02:00:00:00:02:02 }
+}
+
+node server linux {
+    id 3
+    interface eth0 { id 31 address db02::2/64 mac 02:00:00:00:03:01 }
+}
+
+link entry.eth0 -- router.1
+link router.2 -- server.eth0
+
+policy login {
+    domain dc1
+    from entry to router
+    match dst db02::/64 proto tcp dport 443
+}
+"#;
+
+#[test]
+fn a_decapsulating_switch_removes_the_header_and_reports_the_trace() {
+    let test = "a_decapsulating_switch_removes_the_header_and_reports_the_trace";
+    if let Some(why) = missing() {
+        clt_bmv2_tests::report_skip(test, &why);
+        return;
+    }
+    let mut topo = Topology::new("decap.clt", DECAP_CLT);
+    let receiver = Receiver::start();
+    let config = topo.controller_config(receiver.port);
+    let daemon = Command::new(controller_bin().expect("controller"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clt-controller run");
+    topo.net.children.push(daemon);
+
+    let (pcap, capture) = topo.capture("server.pcap");
+    let hbh = clt_hbh(&topo.fabric, TRACE_ID, SPAN_ID);
+    let frame = topo.send_until_captured(&hbh, &pcap, capture);
+
+    // Forwarded without the Hop-by-Hop header: next header and payload
+    // length restored.
+    assert_eq!(frame[..6], SERVER_MAC, "destination MAC");
+    assert_eq!(frame[6..12], ROUTER_MAC2, "source MAC");
+    let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
+    assert_eq!(ipv6.hop_limit(), 63);
+    assert_eq!(
+        ipv6.next_header(),
+        IpProtocol::Tcp,
+        "hop-by-hop header removed"
+    );
+    assert_eq!(
+        usize::from(ipv6.payload_len()),
+        frame.len() - 14 - 40,
+        "payload length restored"
+    );
+
+    // The digest's trace at the collector: the request's ids and the
+    // router's entry.
+    let trace = receiver
+        .traces
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a trace at the collector");
+    assert_eq!(
+        trace.namespace_id,
+        u32::from(topo.fabric.domains[0].namespace)
+    );
+    assert_eq!(
+        (u128::from(trace.trace_id_high) << 64) | u128::from(trace.trace_id_low),
+        TRACE_ID
+    );
+    assert_eq!(trace.span_id, SPAN_ID);
+    assert_eq!(
+        trace.nodes.len(),
+        1,
+        "only the router filled: {:?}",
+        trace.nodes
+    );
+    let node = &trace.nodes[0];
+    assert_eq!(node.id, 2);
+    assert_eq!(node.ingress_id, 21);
+}
+
+/// The router's entry in a forwarded frame's trace: node 2, interfaces 21
+/// and 22.
+fn assert_router_entry(frame: &[u8], fabric: &cltc::ir::Fabric) {
+    let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
+    assert_eq!(ipv6.hop_limit(), 63);
+    assert_eq!(ipv6.next_header(), IpProtocol::HopByHop);
+    let header = HbhHeader::new_checked(ipv6.payload()).expect("hop-by-hop header");
+    let repr = HbhRepr::parse(&header).expect("hop-by-hop options");
+    let trace = repr.ioam_trace().expect("IOAM trace");
+    let bits = fabric.domains[0].trace_type.bits();
+    let (node, _) =
+        NodeRepr::parse(TraceType::from_bits(bits), trace.filled()).expect("the router's entry");
+    let id = node.hop_limit_node_id.expect("hop limit and node id");
+    assert_eq!((id.hop_limit, id.node_id), (63, 2));
+    let ifs = node.interface_ids.expect("interface ids");
+    assert_eq!((ifs.ingress, ifs.egress), (21, 22));
+}
+
+#[test]
+fn the_daemon_reinstalls_a_restarted_switch() {
+    let test = "the_daemon_reinstalls_a_restarted_switch";
+    if let Some(why) = missing() {
+        clt_bmv2_tests::report_skip(test, &why);
+        return;
+    }
+    let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
+        .expect("login.clt");
+    let mut topo = Topology::new("login.clt", &src);
+    let receiver = Receiver::start();
+    let config = topo.controller_config(receiver.port);
+    let daemon = Command::new(controller_bin().expect("controller"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start clt-controller run");
+    topo.net.children.push(daemon);
+    let hbh = clt_hbh(&topo.fabric, TRACE_ID, SPAN_ID);
+
+    let (pcap, capture) = topo.capture("before.pcap");
+    let frame = topo.send_until_captured(&hbh, &pcap, capture);
+    assert_router_entry(&frame, &topo.fabric);
+
+    // A restarted switch has no pipeline (`--no-p4`): it forwards again
+    // only once the daemon has pushed the pipeline and the entries.
+    topo.kill_switch();
+    topo.start_switch();
+    let (pcap, capture) = topo.capture("after.pcap");
+    let frame = topo.send_until_captured(&hbh, &pcap, capture);
+    assert_router_entry(&frame, &topo.fabric);
+    let daemon = topo.net.children.last_mut().expect("daemon");
+    assert!(
+        matches!(daemon.try_wait(), Ok(None)),
+        "the daemon is still running"
+    );
 }
