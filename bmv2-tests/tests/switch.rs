@@ -6,7 +6,10 @@
 //! (MACs rewritten, hop limit decremented) with the router's entry filled.
 //! With the policy ending at the router, the switch decapsulates: the packet
 //! leaves without the Hop-by-Hop header and `clt-controller run` forwards the
-//! digest's trace to an in-test IOAM API receiver. A switch killed and
+//! digest's trace to an in-test IOAM API receiver. With the policy starting
+//! at the router, the switch encapsulates a plain SYN: the IOAM trace with
+//! its own entry and no CLT option, read by clt-wire and by tshark's IOAM
+//! dissector. A switch killed and
 //! restarted under the daemon forwards again once the daemon has reinstalled
 //! it.
 //!
@@ -693,4 +696,112 @@ fn the_daemon_reinstalls_a_restarted_switch() {
         matches!(daemon.try_wait(), Ok(None)),
         "the daemon is still running"
     );
+}
+
+/// `login.clt` with the policy starting at the router: the switch
+/// encapsulates.
+fn encap_clt() -> String {
+    // The router grows packets by the Hop-by-Hop header: cltc requires room.
+    DECAP_CLT
+        .replace("from entry to router", "from router to server")
+        .replace(
+            "mac 02:00:00:00:01:01 }",
+            "mac 02:00:00:00:01:01 mtu 1460 }",
+        )
+}
+
+/// tshark's dissection of the first packet of `pcap`: `fields`, tab
+/// separated, several occurrences of one field comma separated.
+fn dissect(pcap: &Path, fields: &[&str]) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-c", "1", "-T", "fields"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark");
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim_end()
+        .split('\t')
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
+    let test = "an_encapsulating_switch_inserts_the_trace_with_its_entry";
+    if let Some(why) = missing() {
+        clt_bmv2_tests::report_skip(test, &why);
+        return;
+    }
+    let topo = Topology::new("encap.clt", &encap_clt());
+    let config = topo.controller_config(free_port());
+    run(Command::new(controller_bin().expect("controller"))
+        .args(["install", "--config"])
+        .arg(&config));
+
+    // A plain SYN (no Hop-by-Hop header) matching the policy.
+    let (pcap, capture) = topo.capture("server.pcap");
+    let frame = topo.send_until_captured(&[], &pcap, capture);
+
+    assert_eq!(frame[..6], SERVER_MAC, "destination MAC");
+    assert_eq!(frame[6..12], ROUTER_MAC2, "source MAC");
+    let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
+    assert_eq!(usize::from(ipv6.payload_len()), frame.len() - 14 - 40);
+    let header = HbhHeader::new_checked(ipv6.payload()).expect("hop-by-hop header");
+    let repr = HbhRepr::parse(&header).expect("hop-by-hop options");
+    assert!(
+        repr.clt().is_none(),
+        "a switch cannot know the request's ids"
+    );
+    let trace = repr.ioam_trace().expect("IOAM trace");
+    let domain = &topo.fabric.domains[0];
+    assert_eq!(trace.namespace_id, domain.namespace);
+    assert!(!trace.overflow());
+    let per_hop = usize::from(domain.trace_type.node_len()) * 4;
+    assert_eq!(
+        usize::from(trace.remaining_len) * 4,
+        usize::from(domain.prealloc_len) - per_hop,
+        "one entry filled"
+    );
+    assert_router_entry(&frame, &topo.fabric);
+
+    // tshark's IOAM dissector agrees.
+    let fields = dissect(
+        &pcap,
+        &[
+            "ipv6.nxt",
+            "ipv6.opt.ioam.trace.ns",
+            "ipv6.opt.ioam.trace.node.hlim",
+            "ipv6.opt.ioam.trace.node.id",
+            "ipv6.opt.ioam.trace.node.iif",
+            "ipv6.opt.ioam.trace.node.eif",
+            "ipv6.opt.type",
+            "tcp.dstport",
+        ],
+    );
+    // tshark prints some of these in hex (`0x000002`).
+    let number = |f: &str| {
+        match f.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => f.parse(),
+        }
+        .unwrap_or_else(|e| panic!("tshark field {f:?}: {e}"))
+    };
+    let numbers: Vec<u64> = fields[..6].iter().map(|f| number(f)).collect();
+    assert_eq!(
+        numbers,
+        [0, u64::from(domain.namespace), 63, 2, 21, 22],
+        "next header, namespace, hop limit, node id, interfaces"
+    );
+    let options: Vec<u64> = fields[6].split(',').map(number).collect();
+    assert!(options.contains(&0x31), "an IOAM option: {options:?}");
+    assert!(!options.contains(&0x1e), "no CLT option: {options:?}");
+    assert_eq!(fields[7], "443");
 }
