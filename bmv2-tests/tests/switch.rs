@@ -486,6 +486,10 @@ fn a_transit_switch_forwards_and_fills_its_entry() {
     assert_eq!((ifs.ingress, ifs.egress), (21, 22));
     let depth = node.queue_depth.expect("queue depth");
     assert_ne!(depth, u32::MAX, "bmv2 knows its queue depth");
+
+    // tshark's IOAM dissector reads the same entry, after the CLT option.
+    let options = dissect_router_entry(&pcap, fabric.domains[0].namespace);
+    assert!(options.contains(&0x1e), "the CLT option: {options:?}");
 }
 
 /// An IOAM API receiver (`ioam_api.IOAMService/Report`) on 127.0.0.1: the
@@ -773,8 +777,16 @@ fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
     assert_router_entry(&frame, &topo.fabric);
 
     // tshark's IOAM dissector agrees.
+    let options = dissect_router_entry(&pcap, domain.namespace);
+    assert!(!options.contains(&0x1e), "no CLT option: {options:?}");
+}
+
+/// Checks tshark's dissection of the first packet of `pcap` against the
+/// router's entry (node 2, interfaces 21 and 22, hop limit 63) in
+/// `namespace`, and returns the Hop-by-Hop option types tshark saw.
+fn dissect_router_entry(pcap: &Path, namespace: u16) -> Vec<u64> {
     let fields = dissect(
-        &pcap,
+        pcap,
         &[
             "ipv6.nxt",
             "ipv6.opt.ioam.trace.ns",
@@ -786,22 +798,23 @@ fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
             "tcp.dstport",
         ],
     );
+    assert_eq!(fields.len(), 8, "tshark fields: {fields:?}");
     // tshark prints some of these in hex (`0x000002`).
     let number = |f: &str| {
         match f.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16),
             None => f.parse(),
         }
-        .unwrap_or_else(|e| panic!("tshark field {f:?}: {e}"))
+        .unwrap_or_else(|e| panic!("tshark field {f:?} in {fields:?}: {e}"))
     };
     let numbers: Vec<u64> = fields[..6].iter().map(|f| number(f)).collect();
     assert_eq!(
         numbers,
-        [0, u64::from(domain.namespace), 63, 2, 21, 22],
+        [0, u64::from(namespace), 63, 2, 21, 22],
         "next header, namespace, hop limit, node id, interfaces"
     );
     let options: Vec<u64> = fields[6].split(',').map(number).collect();
     assert!(options.contains(&0x31), "an IOAM option: {options:?}");
-    assert!(!options.contains(&0x1e), "no CLT option: {options:?}");
     assert_eq!(fields[7], "443");
+    options
 }
