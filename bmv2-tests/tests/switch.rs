@@ -187,7 +187,12 @@ impl Topology {
 
     /// Compiles `src`'s `router` (cltc, then p4c), builds the namespaces and
     /// starts simple_switch_grpc.
+    /// The source's `p4runtime 127.0.0.1:9559` is replaced by the switch's
+    /// port; `cltc compile`'s output goes to `compiled/` (with p4c's JSON
+    /// as `nodes/router/program.json`).
     fn new(name: &str, src: &str) -> Topology {
+        let grpc = free_port();
+        let src = &src.replace("127.0.0.1:9559", &format!("127.0.0.1:{grpc}"));
         let fabric = cltc::compile_source(name, src)
             .unwrap_or_else(|d| panic!("{}", d.render(name, src)))
             .fabric;
@@ -211,6 +216,16 @@ impl Topology {
             "router",
         )
         .expect("p4c-bm2-ss compiles the router");
+        for out in cltc::output::files(name, &fabric) {
+            let path = file("compiled").join(&out.path);
+            std::fs::create_dir_all(path.parent().expect("a parent")).expect("create directory");
+            std::fs::write(&path, &out.contents).expect("write compile output");
+        }
+        std::fs::copy(
+            file("router.json"),
+            file("compiled/nodes/router/program.json"),
+        )
+        .expect("copy the bmv2 JSON");
 
         // Namespaces and links, with login.clt's addresses and MACs.
         let n = format!(
@@ -306,7 +321,7 @@ impl Topology {
             entry_ns,
             server_ns,
             server_if,
-            grpc: free_port(),
+            grpc,
         };
         topology.net.ports = vec![port1, port2];
         topology.start_switch();
@@ -587,10 +602,10 @@ fn a_decapsulating_switch_removes_the_header_and_reports_the_trace() {
     }
     let mut topo = Topology::new("decap.clt", DECAP_CLT);
     let receiver = Receiver::start();
-    let config = topo.controller_config(receiver.port);
     let daemon = Command::new(controller_bin().expect("controller"))
-        .args(["run", "--config"])
-        .arg(&config)
+        .args(["run", "--compiled"])
+        .arg(topo.file("compiled"))
+        .args(["--collector", &format!("127.0.0.1:{}", receiver.port)])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
