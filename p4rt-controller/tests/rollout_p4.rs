@@ -66,11 +66,13 @@ impl Hosts {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let mut ns = HashMap::new();
+        // The guard exists before the first namespace does, so a failure
+        // half-way still deletes what was made.
+        let mut hosts = Hosts { ns: HashMap::new() };
         for n in ["entry", "server"] {
             let name = format!("{id}{n}");
             ip(&["netns", "add", &name]);
-            ns.insert(n.to_string(), name.clone());
+            hosts.ns.insert(n.to_string(), name.clone());
             if with_eth0.contains(&n) {
                 // A veth pair inside the namespace (no dummy driver needed),
                 // its far end up so that eth0 has a carrier.
@@ -81,7 +83,7 @@ impl Hosts {
                 ip(&["-n", &name, "link", "set", "far0", "up"]);
             }
         }
-        Hosts { ns }
+        hosts
     }
 
     /// Addresses, routes and IOAM namespaces of a host.
