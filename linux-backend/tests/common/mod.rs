@@ -75,8 +75,10 @@ impl Netns {
     pub fn new(prefix: &str) -> Netns {
         let name = unique(prefix);
         run(&["ip", "netns", "add", &name]);
-        run(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
+        // The guard first: if bringing `lo` up fails, Drop still deletes it.
+        let ns = Netns { name };
+        run(&["ip", "-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
     }
 
     /// Runs `f` on a thread inside this namespace.
