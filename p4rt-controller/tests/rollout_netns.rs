@@ -434,11 +434,21 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         }
         log.push(d.step.clone());
     }));
-    // Keep sending a little after the rollout, with IOAM both ways.
+    // Keep sending a little after the rollout, with IOAM both ways: wait
+    // until the api sender has sent well past the moment it was told to
+    // enable CLT (a loaded machine may not schedule it for a while), then
+    // 300 ms more.
+    let mark = tx2.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    while api_web_on.load(Ordering::Relaxed)
+        && tx2.load(Ordering::Relaxed) < mark + 20
+        && t0.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(300));
     send_stop.store(true, Ordering::Relaxed);
-    assert!(s1.join().unwrap(), "web -> api never carried IOAM");
-    assert!(s2.join().unwrap(), "api -> web never carried IOAM");
+    let (web_api_on, api_web_enabled) = (s1.join().unwrap(), s2.join().unwrap());
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     r1.join().unwrap();
@@ -446,6 +456,12 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     assert!(
         out.failure.is_none(),
         "rollout under traffic failed:\n{out}"
+    );
+    assert!(web_api_on, "web -> api never carried IOAM");
+    assert!(
+        api_web_enabled,
+        "api -> web never carried IOAM (encap step reported: {})",
+        api_web_on.load(Ordering::Relaxed)
     );
     assert_encap_last(&log);
     for (what, base, sent, seqs) in [
