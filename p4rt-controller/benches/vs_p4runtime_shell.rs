@@ -23,16 +23,7 @@ const ROUTES: usize = 10_000;
 const SHELL_ROUTES: usize = 2_000;
 
 fn main() {
-    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| {
-        // `scripts/install-test-deps` puts p4runtime-shell in this venv.
-        let venv = "/opt/clt-test-venv/bin/python";
-        if std::path::Path::new(venv).exists() {
-            venv
-        } else {
-            "python3"
-        }
-        .into()
-    });
+    let python = common::shell_python();
     let has_shell = std::process::Command::new(&python)
         .args(["-c", "import p4runtime_sh.shell"])
         .output()

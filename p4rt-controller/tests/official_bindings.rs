@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+mod common;
+
 use clt_controller::proto::google::rpc;
 use clt_controller::proto::p4::config::v1 as cfg;
 use clt_controller::proto::p4::v1 as p4;
@@ -15,16 +17,7 @@ use clt_controller::write::per_update_errors;
 use prost::Message;
 
 fn official() -> Option<HashMap<String, Vec<u8>>> {
-    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| {
-        // `scripts/install-test-deps` puts p4runtime-shell in this venv.
-        let venv = "/opt/clt-test-venv/bin/python";
-        if std::path::Path::new(venv).exists() {
-            venv
-        } else {
-            "python3"
-        }
-        .into()
-    });
+    let python = common::shell_python();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/official_messages.py"

@@ -17,16 +17,7 @@ use common::*;
 
 #[tokio::test]
 async fn routes_inserted_by_p4runtime_shell_are_the_controllers_routes() {
-    let python = std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| {
-        // `scripts/install-test-deps` puts p4runtime-shell in this venv.
-        let venv = "/opt/clt-test-venv/bin/python";
-        if std::path::Path::new(venv).exists() {
-            venv
-        } else {
-            "python3"
-        }
-        .into()
-    });
+    let python = common::shell_python();
     let importable = std::process::Command::new(&python)
         .args(["-c", "import p4runtime_sh.shell"])
         .output()

@@ -617,3 +617,18 @@ pub fn routes(n: usize) -> Vec<p4::TableEntry> {
         })
         .collect()
 }
+
+/// The Python that runs p4runtime-shell and the official P4Runtime bindings:
+/// `$P4RUNTIME_SHELL_PYTHON`, else the venv `scripts/install-test-deps`
+/// makes, else `python3`.
+pub fn shell_python() -> String {
+    std::env::var("P4RUNTIME_SHELL_PYTHON").unwrap_or_else(|_| {
+        let venv = "/opt/clt-test-venv/bin/python";
+        if std::path::Path::new(venv).exists() {
+            venv
+        } else {
+            "python3"
+        }
+        .into()
+    })
+}
