@@ -3,6 +3,8 @@
 //! `CLT_PROTO_REGEN=1 cargo test -p clt-proto --test generated_code_is_fresh`
 //! rewrites `src/gen/` instead.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 fn generate(out: &Path) {
@@ -51,29 +53,5 @@ fn generated_code_is_fresh() {
     let tmp = tempfile::tempdir().expect("tempdir");
     generate(tmp.path());
 
-    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
-        .expect("read generated")
-        .map(|e| e.expect("dir entry").file_name())
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "protoc generated nothing");
-
-    let regen = std::env::var_os("CLT_PROTO_REGEN").is_some();
-    let mut stale = Vec::new();
-    for name in &names {
-        let fresh = std::fs::read_to_string(tmp.path().join(name)).expect("read fresh");
-        let path = committed.join(name);
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        if fresh != old {
-            if regen {
-                std::fs::write(&path, &fresh).expect("write generated");
-            } else {
-                stale.push(name.to_string_lossy().into_owned());
-            }
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "generated code is stale: {stale:?}; run CLT_PROTO_REGEN=1 cargo test -p clt-proto --test generated_code_is_fresh"
-    );
+    common::check_fresh(tmp.path(), &committed, 1, "generated_code_is_fresh");
 }

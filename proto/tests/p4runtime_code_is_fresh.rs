@@ -4,6 +4,8 @@
 //! `CLT_PROTO_REGEN=1 cargo test -p clt-proto --test p4runtime_code_is_fresh`
 //! rewrites `p4runtime/gen/` instead.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 fn generate(out: &Path) {
@@ -30,32 +32,5 @@ fn p4runtime_code_is_fresh() {
     let tmp = tempfile::tempdir().expect("tempdir");
     generate(tmp.path());
 
-    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
-        .expect("read generated")
-        .map(|e| e.expect("dir entry").file_name())
-        .collect();
-    names.sort();
-    assert!(names.len() >= 4, "protoc generated too little: {names:?}");
-
-    let regen = std::env::var_os("CLT_PROTO_REGEN").is_some();
-    if regen {
-        std::fs::create_dir_all(&committed).expect("create p4runtime/gen");
-    }
-    let mut stale = Vec::new();
-    for name in &names {
-        let fresh = std::fs::read(tmp.path().join(name)).expect("read fresh");
-        let path = committed.join(name);
-        let old = std::fs::read(&path).unwrap_or_default();
-        if fresh != old {
-            if regen {
-                std::fs::write(&path, &fresh).expect("write generated");
-            } else {
-                stale.push(name.to_string_lossy().into_owned());
-            }
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "generated code is stale: {stale:?}; run CLT_PROTO_REGEN=1 cargo test -p clt-proto --test p4runtime_code_is_fresh"
-    );
+    common::check_fresh(tmp.path(), &committed, 4, "p4runtime_code_is_fresh");
 }
