@@ -21,7 +21,7 @@ use clt_wire::{
     fill_node,
 };
 use cltc::artifact::linux::EncapPolicy;
-use common::{Netns, plans, require_root, veth};
+use common::{Netns, NetnsExt, plans, require_root, veth};
 use std::net::UdpSocket;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -7,7 +7,7 @@ mod common;
 
 use clt_linux::{Error, Insertion};
 use cltc::artifact::linux::{LinuxPlan, Neighbor, RouteConfig};
-use common::{Netns, plans, require_root, veth};
+use common::{Netns, NetnsExt, plans, require_root, veth};
 use std::process::Command;
 
 const POLICY: &str = r#"
@@ -200,7 +200,7 @@ fn route_insertion_needs_the_lwtunnel_and_says_so() {
 fn the_cli_applies_shows_and_tears_down_inside_a_namespace() {
     require_root!();
     let (a, _peer, plan) = node_a();
-    let dir = std::env::temp_dir().join(common::unique("cltplan"));
+    let dir = std::env::temp_dir().join(clt_testkit::unique("cltplan"));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("a.plan.json");
     std::fs::write(&path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
@@ -208,7 +208,7 @@ fn the_cli_applies_shows_and_tears_down_inside_a_namespace() {
         let out = Command::new(env!("CARGO_BIN_EXE_clt-linux"))
             .args(args)
             .arg(&path)
-            .args(["--netns", &a.name])
+            .args(["--netns", a.name()])
             .output()
             .unwrap();
         (

@@ -8,8 +8,9 @@
 mod common;
 
 use clt_linux::{Insertion, netns, socket};
+use clt_testkit::{pcap::Capture, tshark};
 use clt_wire::{HbhHeader, HbhRepr, NodeRepr, PacketRepr};
-use common::{Capture, Netns, plans, require_root, veth};
+use common::{Netns, NetnsExt, plans, require_root, veth};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::mpsc;
@@ -119,11 +120,11 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
     }
 
     let dir = std::env::temp_dir();
-    let capture = common::tshark_available().then(|| Capture::start(&c, "eth0", &dir));
+    let capture = tshark::available().then(|| Capture::start(&c, "eth0", &dir, None));
 
     // C: a UDP receiver that asks for the Hop-by-Hop header, a TCP server.
     let (ready_tx, ready_rx) = mpsc::channel();
-    let c_name = c.name.clone();
+    let c_name = c.name().to_owned();
     let receiver = std::thread::spawn(move || {
         netns::enter(&c_name).unwrap();
         let udp = UdpSocket::bind("[::]:5000").unwrap();
@@ -146,7 +147,7 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
 
     // A: the requests, with CLT enabled (std UDP, tokio TCP).
     let policy = p[0].encap[0].clone();
-    let a_name = a.name.clone();
+    let a_name = a.name().to_owned();
     std::thread::spawn(move || {
         netns::enter(&a_name).unwrap();
         let udp = UdpSocket::bind("[::]:0").unwrap();
@@ -191,7 +192,7 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
     assert!(udp_got[1].1.is_none(), "disable left a hop-by-hop header");
 
     let Some(mut capture) = capture else {
-        eprintln!("skipped the tshark half: tshark is not installed");
+        clt_testkit::report_skip("the tshark half: tshark is not installed");
         return;
     };
     // Stop once the capture holds the UDP request and the TCP data segment.
@@ -210,7 +211,7 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
     let pcap = capture.stop();
 
     // clt-wire on the wire (as captured on C's eth0, before C fills).
-    let packets = common::pcap_ipv6_packets(&pcap);
+    let packets = clt_testkit::pcap::ipv6_packets(&pcap);
     let mut wire_seen = Vec::new();
     for p in &packets {
         let pkt = PacketRepr::parse(p).unwrap();
@@ -255,18 +256,10 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
         "udp.dstport == 5000 && ipv6.opt.ioam.trace.ns",
         "tcp.dstport == 5001 && ipv6.opt.ioam.trace.ns && tcp.len > 0",
     ] {
-        let rows = common::tshark_fields(&pcap, filter, &fields);
+        let rows = tshark::fields(&pcap, Some(filter), &fields);
         assert!(!rows.is_empty(), "tshark saw no packet for {filter}");
         for r in rows {
-            let num = |i: usize| -> Vec<u64> {
-                r[i].split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| match s.strip_prefix("0x") {
-                        Some(h) => u64::from_str_radix(h, 16).unwrap(),
-                        None => s.parse().unwrap(),
-                    })
-                    .collect()
-            };
+            let num = |i: usize| tshark::numbers(&r[i]);
             assert_eq!(num(0), vec![123], "namespace");
             assert_eq!(num(1), vec![0xc20000], "trace type");
             assert_eq!(

@@ -7,108 +7,49 @@
 // Test helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used)]
 
+use clt_testkit::{Netns, veth};
 use clt_wire::*;
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Three namespaces A - B - C; B routes and fills IOAM namespace 123.
 struct Topology {
-    names: [String; 3],
+    a: Netns,
+    _b: Netns,
+    c: Netns,
 }
 
 impl Topology {
     fn new() -> Topology {
-        let id = format!(
-            "{}{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
+        let (a, b, c) = (
+            Netns::new("cltwa"),
+            Netns::new("cltwb"),
+            Netns::new("cltwc"),
         );
-        let names = ["a", "b", "c"].map(|n| format!("cltw{n}{id}"));
-        let topo = Topology { names };
-        let [a, b, c] = &topo.names;
-        for ns in &topo.names {
-            run(&["ip", "netns", "add", ns]);
-        }
-        let (va, vb1, vb2, vc) = (
-            format!("wa{id}"),
-            format!("wb{id}"),
-            format!("wB{id}"),
-            format!("wc{id}"),
-        );
-        run(&[
-            "ip", "link", "add", &va, "type", "veth", "peer", "name", &vb1,
-        ]);
-        run(&[
-            "ip", "link", "add", &vb2, "type", "veth", "peer", "name", &vc,
-        ]);
-        for (dev, ns, name) in [
-            (&va, a, "va"),
-            (&vb1, b, "vb1"),
-            (&vb2, b, "vb2"),
-            (&vc, c, "vc"),
-        ] {
-            run(&["ip", "link", "set", dev, "netns", ns, "name", name]);
-            run(&["ip", "-n", ns, "link", "set", name, "up"]);
+        veth(&a, "va", &b, "vb1");
+        veth(&b, "vb2", &c, "vc");
+        for (ns, dev) in [(&a, "va"), (&b, "vb1"), (&b, "vb2"), (&c, "vc")] {
+            ns.ip(&["link", "set", dev, "up"]);
         }
         for (ns, addr, dev) in [
-            (a, "2001:db8:1::1/64", "va"),
-            (b, "2001:db8:1::2/64", "vb1"),
-            (b, "2001:db8:2::2/64", "vb2"),
-            (c, "2001:db8:2::1/64", "vc"),
+            (&a, "2001:db8:1::1/64", "va"),
+            (&b, "2001:db8:1::2/64", "vb1"),
+            (&b, "2001:db8:2::2/64", "vb2"),
+            (&c, "2001:db8:2::1/64", "vc"),
         ] {
-            run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
+            ns.ip(&["addr", "add", addr, "dev", dev, "nodad"]);
         }
-        run(&[
-            "ip",
-            "-n",
-            a,
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:1::2",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            c,
-            "route",
-            "add",
-            "default",
-            "via",
-            "2001:db8:2::2",
-        ]);
-        for kv in [
-            "net.ipv6.conf.all.forwarding=1",
-            "net.ipv6.ioam6_id=2",
-            "net.ipv6.conf.vb1.ioam6_enabled=1",
-            "net.ipv6.conf.vb1.ioam6_id=21",
-            "net.ipv6.conf.vb2.ioam6_id=22",
+        a.ip(&["route", "add", "default", "via", "2001:db8:1::2"]);
+        c.ip(&["route", "add", "default", "via", "2001:db8:2::2"]);
+        for (k, v) in [
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv6.ioam6_id", "2"),
+            ("net.ipv6.conf.vb1.ioam6_enabled", "1"),
+            ("net.ipv6.conf.vb1.ioam6_id", "21"),
+            ("net.ipv6.conf.vb2.ioam6_id", "22"),
         ] {
-            run(&["ip", "netns", "exec", b, "sysctl", "-qw", kv]);
+            b.sysctl(k, v);
         }
-        run(&["ip", "-n", b, "ioam", "namespace", "add", "123"]);
-        topo
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
+        b.ip(&["ioam", "namespace", "add", "123"]);
+        Topology { a, _b: b, c }
     }
 }
 
@@ -137,31 +78,15 @@ for _ in range(20):
     time.sleep(0.05)
 "#;
 
-fn skip_reason() -> Option<&'static str> {
-    let root = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
-        return Some("not root");
-    }
-    if Command::new("python3").arg("--version").output().is_err() {
-        return Some("python3 not found");
-    }
-    let ioam = Command::new("ip")
-        .args(["ioam", "namespace", "show"])
-        .output();
-    if !ioam.map(|o| o.status.success()).unwrap_or(false) {
-        return Some("ip ioam not available (kernel without IOAM6 or old iproute2)");
-    }
-    None
-}
-
 #[test]
 fn linux_transit_fills_what_fill_node_computes() {
-    if let Some(why) = skip_reason() {
-        println!("skipped: {why}");
-        return;
-    }
+    clt_testkit::skip_if!(
+        clt_testkit::skip::netns_unavailable()
+            .or_else(|| clt_testkit::skip::tools_missing(&["python3"]))
+            .or_else(clt_testkit::skip::ioam6_unavailable)
+    );
     let topo = Topology::new();
-    let [a, _, c] = &topo.names;
+    let (a, c) = (&topo.a, &topo.c);
     let trace_type = TraceType::from_fields([
         TraceField::HopLimitNodeId,
         TraceField::InterfaceIds,
@@ -188,8 +113,9 @@ fn linux_transit_fills_what_fill_node_computes() {
         .unwrap();
     let hex: String = sent.iter().map(|b| format!("{b:02x}")).collect();
 
-    let mut receiver = Command::new("ip")
-        .args(["netns", "exec", c, "python3", "-c", RECEIVE])
+    let mut receiver = c
+        .command("python3")
+        .args(["-c", RECEIVE])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -197,7 +123,7 @@ fn linux_transit_fills_what_fill_node_computes() {
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "ready");
-    run(&["ip", "netns", "exec", a, "python3", "-c", SEND, &hex]);
+    a.exec(&["python3", "-c", SEND, &hex]);
     line.clear();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     let _ = receiver.wait();

@@ -6,50 +6,9 @@
 // Test helpers outside `#[test]` functions unwrap too.
 #![allow(clippy::unwrap_used)]
 
+use clt_testkit::tshark::{self, numbers};
 use clt_wire::*;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-/// A temporary file removed on drop, unique per process and call.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(suffix: &str) -> TempFile {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        TempFile(std::env::temp_dir().join(format!(
-            "clt-wire-tshark-{}-{n}{suffix}",
-            std::process::id()
-        )))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// A pcap file with one packet of link type RAW (101: starts at the IP
-/// header).
-fn pcap(packet: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes()); // magic, microseconds
-    out.extend_from_slice(&2u16.to_le_bytes()); // version 2.4
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes()); // timezone
-    out.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-    out.extend_from_slice(&65535u32.to_le_bytes()); // snaplen
-    out.extend_from_slice(&101u32.to_le_bytes()); // LINKTYPE_RAW
-    out.extend_from_slice(&1u32.to_le_bytes()); // ts seconds
-    out.extend_from_slice(&0u32.to_le_bytes()); // ts microseconds
-    out.extend_from_slice(&(packet.len() as u32).to_le_bytes()); // captured
-    out.extend_from_slice(&(packet.len() as u32).to_le_bytes()); // on the wire
-    out.extend_from_slice(packet);
-    out
-}
 
 fn trace_type() -> TraceType {
     TraceType::from_fields([
@@ -141,65 +100,12 @@ fn udp_with_checksum(ipv6: &Ipv6Repr, mut udp: [u8; 8]) -> [u8; 8] {
     udp
 }
 
-/// The fields tshark reads from the file, in `names` order; a field's
-/// occurrences split on commas.
-fn fields(file: &TempFile, names: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-n", "-r"]).arg(&file.0).args([
-        "-T",
-        "fields",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-        "-E",
-        "separator=/t",
-    ]);
-    for name in names {
-        cmd.args(["-e", name]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text.lines().next().unwrap_or("");
-    let columns: Vec<Vec<String>> = line
-        .split('\t')
-        .map(|c| {
-            c.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .collect();
-    assert_eq!(columns.len(), names.len(), "one column per field: {line}");
-    columns
-}
-
-fn numbers(values: Vec<String>) -> Vec<u64> {
-    values
-        .iter()
-        .map(|v| {
-            v.strip_prefix("0x")
-                .map(|h| u64::from_str_radix(h, 16))
-                .unwrap_or_else(|| v.parse())
-                .unwrap_or_else(|e| panic!("not a number: {v}: {e}"))
-        })
-        .collect()
-}
-
 #[test]
 fn tshark_reads_what_we_parse() {
-    if Command::new("tshark").arg("--version").output().is_err() {
-        println!("skipped: tshark not found (scripts/install-test-deps installs it)");
-        return;
-    }
+    clt_testkit::skip_if!(clt_testkit::skip::tools_missing(&["tshark"]));
     let packet = packet();
-    let file = TempFile::new(".pcap");
-    std::fs::write(&file.0, pcap(&packet)).unwrap();
+    let file = clt_testkit::TempFile::new("clt-wire-tshark-", ".pcap");
+    std::fs::write(file.path(), clt_testkit::pcap::write_raw(&[&packet])).unwrap();
 
     let parsed = PacketRepr::parse(&packet).unwrap();
     let hbh = parsed.hbh.as_ref().unwrap();
@@ -223,10 +129,12 @@ fn tshark_reads_what_we_parse() {
         "ipv6.opt.type",
         "udp.dstport",
     ];
-    let columns = fields(&file, &names);
+    let rows = tshark::fields(file.path(), None, &names);
+    assert_eq!(rows.len(), 1, "one packet: {rows:?}");
+    assert_eq!(rows[0].len(), names.len(), "one column per field");
     let col = |name: &str| {
         let i = names.iter().position(|n| *n == name).unwrap();
-        columns[i].clone()
+        rows[0][i].as_str()
     };
     assert_eq!(numbers(col("ipv6.opt.ioam.trace.ns")), [0x0abc]);
     assert_eq!(
@@ -299,7 +207,7 @@ fn tshark_reads_what_we_parse() {
     // No complaint about NodeLen, RemainingLen or the trace type.
     let out = Command::new("tshark")
         .args(["-n", "-r"])
-        .arg(&file.0)
+        .arg(file.path())
         .args([
             "-Y",
             "ipv6.opt.ioam.trace.invalid_nodelen || ipv6.opt.ioam.trace.invalid_remlen \
