@@ -23,7 +23,6 @@ const bit<8>  CLT_OPT_DATA_LEN = 8w24;   // 16-byte trace id + 8-byte span id
 
 const bit<4>  IOAM_FLAG_OVERFLOW = 4w0b1000;  // RFC 9197 section 4.4.1: the first flag bit
 const bit<32> U32_UNAVAILABLE = 32w0xffffffff;  // RFC 9197: "field not available"
-const bit<64> U64_UNAVAILABLE = 64w0xffffffffffffffff;
 
 const bit<2>  ROLE_NONE    = 2w0;
 const bit<2>  ROLE_ENCAP   = 2w1;
@@ -190,8 +189,8 @@ parser CltParser(packet_in pkt, inout headers_t hdr, inout clt_meta_t meta) {
         // PadN(2) then an IOAM pre-allocated trace option, or the CLT option.
         transition select(pkt.lookahead<bit<48>>()) {
             48w0x010031000000 &&& 48w0xffffff0000ff : parse_ioam_plain;
-            48w0x1e1800000000 &&& 48w0xffff00000000 : parse_clt;
-            default                                 : accept;
+            IPV6_OPT_CLT ++ CLT_OPT_DATA_LEN ++ 32w0 &&& 48w0xffff00000000 : parse_clt;
+            default : accept;
         }
     }
 

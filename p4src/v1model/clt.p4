@@ -29,6 +29,10 @@ parser CltV1Parser(packet_in pkt,
                    inout standard_metadata_t standard_metadata) {
     CltParser() clt_parser;
 
+    // `hdr` is an `out` parameter (every header invalid) and CltParser takes
+    // it `inout`, as TNA's egress parser needs; p4c sees the copy-in as a
+    // read of uninitialised fields, but CltParser extracts before it reads.
+    @noWarn("uninitialized-use")
     state start {
         clt_parser.apply(pkt, hdr, meta);
         transition accept;
@@ -71,7 +75,7 @@ control CltIngress(inout headers_t hdr,
             @defaultonly drop;
         }
         default_action = drop();
-        size = 4096;
+        size = IPV6_ROUTE_SIZE;
     }
 
     @id(0x01000003)

@@ -44,7 +44,7 @@ pub struct P4Artifacts {
 pub fn compile(fabric: &Fabric, node: NodeIdx, target: Target) -> P4Artifacts {
     let n = fabric.node(node);
     let domains = layout::domains_of(fabric, n);
-    let objects = objects::Objects::new(target, &domains, entries::sample_slots(n));
+    let objects = objects::Objects::new(target, &domains, entries::sample_slots(n), n.routes.len());
     P4Artifacts {
         program: program::render(n, &domains, &objects, target),
         p4info: p4info::render(&objects, target, &n.name),

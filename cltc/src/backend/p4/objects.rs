@@ -24,9 +24,33 @@ pub const ACTION_IOAM_TRANSIT: u32 = 0x0100_0005;
 pub const ACTION_IOAM_DECAP: u32 = 0x0100_0006;
 pub const REGISTER_SAMPLE_COUNT: u32 = 0x1600_0001;
 
-/// Sizes declared in p4src.
+/// Sizes declared in p4src: `ipv6_route` on Tofino (`p4src/tna`) and
+/// `ioam_policy` on both targets.
 pub const IPV6_ROUTE_SIZE: u32 = 4096;
 pub const IOAM_POLICY_SIZE: u32 = 1024;
+/// The smallest `ipv6_route` of a bmv2 program. bmv2 keeps its tables in
+/// memory and a size is only a limit (about 100 bytes an entry), so the
+/// default leaves room for a 10,000-route fabric.
+pub const BMV2_IPV6_ROUTE_FLOOR: u32 = 16_384;
+
+/// The size of `ipv6_route` for a node with `routes` compiled routes.
+///
+/// bmv2: at least [`BMV2_IPV6_ROUTE_FLOOR`], and twice the compiled routes
+/// rounded up to a power of two, so a growing fabric does not change the
+/// program (and reload the pipeline) with every new prefix. Tofino: the
+/// template's fixed [`IPV6_ROUTE_SIZE`] (the table costs TCAM).
+pub fn ipv6_route_size(target: Target, routes: usize) -> u32 {
+    match target {
+        Target::V1Model => {
+            let wanted = u32::try_from(routes.saturating_mul(2))
+                .unwrap_or(u32::MAX)
+                .checked_next_power_of_two()
+                .unwrap_or(u32::MAX);
+            wanted.max(BMV2_IPV6_ROUTE_FLOOR)
+        }
+        Target::Tna => IPV6_ROUTE_SIZE,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MatchKind {
@@ -104,7 +128,14 @@ pub struct Objects {
 }
 
 impl Objects {
-    pub fn new(target: Target, domains: &[DomainLayout], sample_slots: u32) -> Objects {
+    /// The objects of a program for `target` with `domains`, `sample_slots`
+    /// sampling counters and `routes` compiled routes.
+    pub fn new(
+        target: Target,
+        domains: &[DomainLayout],
+        sample_slots: u32,
+        routes: usize,
+    ) -> Objects {
         let ingress = match target {
             Target::V1Model => "CltIngress",
             Target::Tna => "pipe.CltIngress",
@@ -130,7 +161,7 @@ impl Objects {
                 name: qualified("ipv6_route"),
                 match_fields: vec![field(1, "dst_addr", 128, MatchKind::Lpm)],
                 actions: vec![aref(ACTION_ROUTE, false), aref(ACTION_DROP, true)],
-                size: IPV6_ROUTE_SIZE,
+                size: ipv6_route_size(target, routes),
             },
             Table {
                 id: TABLE_IOAM_POLICY,
@@ -331,8 +362,17 @@ mod tests {
     }
 
     #[test]
+    fn bmv2_route_tables_have_a_floor_and_double_the_routes() {
+        assert_eq!(ipv6_route_size(Target::V1Model, 0), BMV2_IPV6_ROUTE_FLOOR);
+        assert_eq!(ipv6_route_size(Target::V1Model, 8192), 16_384);
+        assert_eq!(ipv6_route_size(Target::V1Model, 8193), 32_768);
+        assert_eq!(ipv6_route_size(Target::V1Model, usize::MAX), u32::MAX);
+        assert_eq!(ipv6_route_size(Target::Tna, 100_000), IPV6_ROUTE_SIZE);
+    }
+
+    #[test]
     fn ids_carry_their_prefix() {
-        let o = Objects::new(Target::V1Model, &[], 1);
+        let o = Objects::new(Target::V1Model, &[], 1, 0);
         for t in &o.tables {
             assert_eq!(t.id >> 24, PREFIX_TABLE);
         }

@@ -5,7 +5,7 @@
 use super::Target;
 use super::entries::{port_of, sample_slots};
 use super::layout::{DomainLayout, FieldSource, NodeField};
-use super::objects::Objects;
+use super::objects::{Objects, TABLE_IPV6_ROUTE};
 use super::template::specialise;
 use crate::ir::Node;
 use std::fmt::Write;
@@ -109,9 +109,38 @@ fn all_ones(bits: u32) -> String {
 fn node_constants(cx: &Context<'_>) -> String {
     let node = cx.node;
     let mut s = String::new();
-    let _ = writeln!(s, "// Node {}: its IOAM ids.", node.name);
-    let _ = writeln!(s, "const bit<24> NODE_ID = 24w{};", node.id);
-    let _ = writeln!(s, "const bit<56> NODE_ID_WIDE = 56w{};", node.id_wide);
+    // Only what the node's fill code uses: p4c warns about unused constants.
+    let uses = |wanted: &dyn Fn(&NodeField) -> bool| {
+        cx.domains
+            .iter()
+            .any(|d| d.fields.iter().any(wanted))
+    };
+    let node_id = uses(&|f| f.source == FieldSource::NodeId);
+    let node_id_wide = uses(&|f| f.source == FieldSource::NodeIdWide);
+    if node_id || node_id_wide {
+        let _ = writeln!(s, "// Node {}: its IOAM ids.", node.name);
+    }
+    if node_id {
+        let _ = writeln!(s, "const bit<24> NODE_ID = 24w{};", node.id);
+    }
+    if node_id_wide {
+        let _ = writeln!(s, "const bit<56> NODE_ID_WIDE = 56w{};", node.id_wide);
+    }
+    if uses(&|f| f.source == FieldSource::Unavailable && f.bits == 64) {
+        let _ = writeln!(s, "const bit<64> U64_UNAVAILABLE = 64w0xffffffffffffffff;");
+    }
+    if cx.target == Target::V1Model {
+        let size = cx
+            .objects
+            .tables
+            .iter()
+            .find(|t| t.id == TABLE_IPV6_ROUTE)
+            .map_or(0, |t| t.size);
+        let _ = writeln!(
+            s,
+            "// Room for the node's routes (docs/policy-language.md, \"Route table size\").\nconst int IPV6_ROUTE_SIZE = {size};"
+        );
+    }
     let _ = writeln!(
         s,
         "// One k-of-n sampling counter per encapsulating policy.\nconst bit<32> SAMPLE_SLOTS = 32w{};\n",
