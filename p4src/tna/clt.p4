@@ -5,20 +5,32 @@
 // ingress decides and bridges its decision to egress, egress fills the entry.
 // `cltc` specialises this file for one node: lines `// @clt:NAME` are replaced
 // by generated code (p4src/README.md lists them).
+//
+// Checked with p4c's front end (p4test) against Intel's published TNA headers
+// (bmv2-tests/tests/tna.rs); never compiled with bf-p4c. p4src/README.md
+// ("How TNA differs") lists what bf-p4c would check beyond that.
 
 #include <core.p4>
 #include <tna.p4>
 
 // @clt:common
 
+// `out` metadata: the parser sets every scalar; the digest structs are written
+// only by DecapDn, before the deparser packs them, so p4c's "may be
+// uninitialized" about `meta` is about fields nothing reads unset.
+@noWarn("uninitialized-out-param")
 parser CltIngressParser(packet_in pkt,
                         out headers_t hdr,
                         out clt_meta_t meta,
                         out ingress_intrinsic_metadata_t ig_intr_md) {
     CltParser() clt_parser;
 
+    // CltParser takes `hdr` inout (the egress parser has extracted the bridge
+    // header first): p4c sees the copy-in as a read of the invalid headers.
+    @noWarn("uninitialized-use")
     state start {
         pkt.extract(ig_intr_md);
+        // No resubmit: the port metadata (PORT_METADATA_SIZE) always follows.
         pkt.advance(PORT_METADATA_SIZE);
         meta.domain = 8w0;
         meta.l4_proto = 8w0;
@@ -27,6 +39,10 @@ parser CltIngressParser(packet_in pkt,
         meta.role = ROLE_NONE;
         meta.fill = 1w0;
         meta.encap_domain = 8w0;
+        meta.sample_slot = 32w0;
+        meta.sample_k = 32w0;
+        meta.sample_n = 32w0;
+        meta.egress_port = 9w0;
         clt_parser.apply(pkt, hdr, meta);
         transition accept;
     }
@@ -38,11 +54,14 @@ control CltIngress(inout headers_t hdr,
                    in ingress_intrinsic_metadata_from_parser_t ig_prsr_md,
                    inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
                    inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
-    // One k-of-n sampling counter per encapsulating policy.
-    @id(0x16000001)
+    // One k-of-n sampling counter per encapsulating policy. No @id: bf-p4c
+    // ignores @id on TNA externs and derives the id from the name
+    // (cltc/src/backend/p4/objects.rs, `tna_extern_id`).
     Register<bit<32>, bit<32>>(SAMPLE_SLOTS, 32w0) sample_count;
 
-    // k of every n: the first k packets of each round of n.
+    // k of every n: the first k packets of each round of n. One stateful ALU:
+    // two conditions (register - PHV, register - PHV + constant), two
+    // predicated updates of the register, a predicated 1-bit output.
     RegisterAction<bit<32>, bit<32>, bit<1>>(sample_count) sample_next = {
         void apply(inout bit<32> count, out bit<1> sampled) {
             if (count < meta.sample_k) {
@@ -167,7 +186,9 @@ control CltIngress(inout headers_t hdr,
         hdr.bridge._pad = 7w0;
         hdr.bridge.fill = meta.fill;
         hdr.bridge.ingress_if = if_id(ig_intr_md.ingress_port);
-        hdr.bridge.ingress_tstamp = ig_intr_md.ingress_mac_tstamp;
+        // The global timestamp, not ingress_mac_tstamp: egress subtracts it
+        // from its own global timestamp, the same counter.
+        hdr.bridge.ingress_tstamp = ig_prsr_md.global_tstamp;
     }
 }
 
@@ -183,12 +204,14 @@ control CltIngressDeparser(packet_out pkt,
     }
 }
 
+@noWarn("uninitialized-out-param")
 parser CltEgressParser(packet_in pkt,
                        out headers_t hdr,
                        out clt_meta_t meta,
                        out egress_intrinsic_metadata_t eg_intr_md) {
     CltParser() clt_parser;
 
+    @noWarn("uninitialized-use")
     state start {
         pkt.extract(eg_intr_md);
         pkt.extract(hdr.bridge);
@@ -199,6 +222,10 @@ parser CltEgressParser(packet_in pkt,
         meta.role = ROLE_NONE;
         meta.fill = hdr.bridge.fill;
         meta.encap_domain = 8w0;
+        meta.sample_slot = 32w0;
+        meta.sample_k = 32w0;
+        meta.sample_n = 32w0;
+        meta.egress_port = 9w0;
         clt_parser.apply(pkt, hdr, meta);
         transition accept;
     }
@@ -220,9 +247,13 @@ control CltEgress(inout headers_t hdr,
             f.egress_if = if_id(eg_intr_md.egress_port);
             f.ts_secs = U32_UNAVAILABLE;
             f.ts_frac = U32_UNAVAILABLE;
-            // Nanoseconds from the ingress MAC to the egress pipeline.
-            f.transit_delay = (bit<32>) (eg_prsr_md.global_tstamp - hdr.bridge.ingress_tstamp);
-            // Tofino counts the queue in 80-byte cells (Linux: bytes in the qdisc).
+            // Nanoseconds from the ingress parser to the egress parser (queue
+            // included): two readings of the global 48-bit nanosecond clock,
+            // subtracted in their low 32 bits (modulo 2^32; no 48-bit
+            // arithmetic in a Tofino action).
+            f.transit_delay = eg_prsr_md.global_tstamp[31:0] - hdr.bridge.ingress_tstamp[31:0];
+            // deq_qdepth: 19 bits, in 80-byte cells on Tofino 1 (Linux: bytes
+            // in the qdisc).
             f.queue_depth = (bit<32>) eg_intr_md.deq_qdepth;
             // @clt:fill_dispatch
         }

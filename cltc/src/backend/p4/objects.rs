@@ -4,6 +4,12 @@
 //! This is the single source of the ids: `p4src/` carries the same values in
 //! its `@id` annotations (a test checks every generated program against the
 //! P4Info built from here), p4info.rs and entries.rs read them from here.
+//!
+//! TNA: the P4Info is the one bf-p4c writes with
+//! `--p4runtime-force-std-externs` (standard `registers` and `digests`, as
+//! Stratum needs): names without the pipe (`CltIngress.ipv6_route`), and the
+//! `Register` and `Digest` ids derived from their names, because bf-p4c
+//! ignores `@id` on TNA externs ([`tna_extern_id`]).
 
 use super::Target;
 use super::layout::DomainLayout;
@@ -13,6 +19,13 @@ pub const PREFIX_ACTION: u32 = 0x01;
 pub const PREFIX_TABLE: u32 = 0x02;
 pub const PREFIX_REGISTER: u32 = 0x16;
 pub const PREFIX_DIGEST: u32 = 0x17;
+/// bf-p4c's Tofino prefixes (barefoot/p4info.proto `P4Ids`) of the TNA
+/// externs it names and numbers itself, before the conversion to standard
+/// P4Info.
+pub const PREFIX_TNA_REGISTER: u32 = 0x8B;
+pub const PREFIX_TNA_DIGEST: u32 = 0x8E;
+/// The pipeline instance of `p4src/tna/clt.p4` (`Pipeline(...) pipe;`).
+pub const TNA_PIPE: &str = "pipe";
 
 pub const TABLE_IPV6_ROUTE: u32 = 0x0200_0001;
 pub const TABLE_IOAM_POLICY: u32 = 0x0200_0002;
@@ -136,11 +149,9 @@ impl Objects {
         sample_slots: u32,
         routes: usize,
     ) -> Objects {
-        let ingress = match target {
-            Target::V1Model => "CltIngress",
-            Target::Tna => "pipe.CltIngress",
-        };
-        let qualified = |name: &str| format!("{ingress}.{name}");
+        // The same names on both targets: bf-p4c's standard P4Info strips
+        // the pipe from tables and externs, and never prefixes actions.
+        let qualified = |name: &str| format!("CltIngress.{name}");
         let action = |id, name: &str, params: Vec<Param>| Action {
             id,
             name: qualified(name),
@@ -209,7 +220,18 @@ impl Objects {
             action(ACTION_IOAM_DECAP, "ioam_decap", vec![]),
         ];
         let registers = vec![Register {
-            id: REGISTER_SAMPLE_COUNT,
+            id: match target {
+                Target::V1Model => REGISTER_SAMPLE_COUNT,
+                Target::Tna => {
+                    tna_extern_id(
+                        PREFIX_TNA_REGISTER,
+                        PREFIX_REGISTER,
+                        &qualified("sample_count"),
+                        &[],
+                    )
+                    .0
+                }
+            },
             name: qualified("sample_count"),
             bits: 32,
             size: sample_slots,
@@ -224,14 +246,11 @@ impl Objects {
         let mut digests: Vec<Digest> = domains
             .iter()
             .map(|d| Digest {
-                id: match target {
-                    // TNA digests are extern instances: @id applies.
-                    Target::Tna => (PREFIX_DIGEST << 24) | u32::from(d.number),
-                    // v1model digests are calls: p4c hashes the struct's name.
-                    Target::V1Model => 0,
-                },
+                // Computed below: bf-p4c hashes the instance's name (TNA),
+                // p4c the struct's (v1model: digests are calls).
+                id: 0,
                 name: match target {
-                    Target::Tna => format!("pipe.CltIngressDeparser.digest_{}", d.tag),
+                    Target::Tna => format!("CltIngressDeparser.digest_{}", d.tag),
                     Target::V1Model => digest_struct(d),
                 },
                 struct_name: digest_struct(d),
@@ -240,15 +259,28 @@ impl Objects {
                 domain_name: d.name.clone(),
             })
             .collect();
-        if target == Target::V1Model {
-            // p4c assigns hashed ids in the sorted order of the names.
-            let mut order: Vec<usize> = (0..digests.len()).collect();
-            order.sort_by(|a, b| digests[*a].name.cmp(&digests[*b].name));
-            for i in order {
-                let id = hashed_id(PREFIX_DIGEST, &digests[i].name, &taken);
-                taken.push(id);
-                digests[i].id = id;
-            }
+        // p4c assigns hashed ids in the sorted order of the names.
+        let mut order: Vec<usize> = (0..digests.len()).collect();
+        order.sort_by(|a, b| digests[*a].name.cmp(&digests[*b].name));
+        let mut taken_tna = Vec::new();
+        for i in order {
+            digests[i].id = match target {
+                Target::V1Model => {
+                    let id = hashed_id(PREFIX_DIGEST, &digests[i].name, &taken);
+                    taken.push(id);
+                    id
+                }
+                Target::Tna => {
+                    let (id, tna) = tna_extern_id(
+                        PREFIX_TNA_DIGEST,
+                        PREFIX_DIGEST,
+                        &digests[i].name,
+                        &taken_tna,
+                    );
+                    taken_tna.push(tna);
+                    id
+                }
+            };
         }
         Objects {
             tables,
@@ -296,6 +328,19 @@ impl Objects {
         }
         name.to_string()
     }
+}
+
+/// The standard P4Info id bf-p4c gives the TNA extern `name` (its name
+/// without the pipe), and the Tofino id it derives it from.
+///
+/// bf-p4c (p4c `backends/tofino/bf-p4c/control-plane`) adds TNA externs to
+/// the symbol table without their `@id`, so they get p4c's hashed id of
+/// `pipe.<name>` under the Tofino prefix (`taken`: the ids of that prefix
+/// already given, in name order); `--p4runtime-force-std-externs` then keeps
+/// the low 24 bits under the standard prefix.
+pub fn tna_extern_id(tna_prefix: u32, std_prefix: u32, name: &str, taken: &[u32]) -> (u32, u32) {
+    let tna = hashed_id(tna_prefix, &format!("{TNA_PIPE}.{name}"), taken);
+    ((std_prefix << 24) | (tna & 0x00ff_ffff), tna)
 }
 
 /// The name of a domain's digest struct.
@@ -368,6 +413,28 @@ mod tests {
         assert_eq!(ipv6_route_size(Target::V1Model, 8193), 32_768);
         assert_eq!(ipv6_route_size(Target::V1Model, usize::MAX), u32::MAX);
         assert_eq!(ipv6_route_size(Target::Tna, 100_000), IPV6_ROUTE_SIZE);
+    }
+
+    #[test]
+    fn tna_externs_are_numbered_from_their_names() {
+        let (id, tna) = tna_extern_id(
+            PREFIX_TNA_REGISTER,
+            PREFIX_REGISTER,
+            "CltIngress.sample_count",
+            &[],
+        );
+        assert_eq!(tna >> 24, PREFIX_TNA_REGISTER);
+        assert_eq!(id >> 24, PREFIX_REGISTER);
+        assert_eq!(id & 0xff_ffff, tna & 0xff_ffff);
+        assert_eq!(
+            tna,
+            hashed_id(PREFIX_TNA_REGISTER, "pipe.CltIngress.sample_count", &[])
+        );
+        let o = Objects::new(Target::Tna, &[], 1, 0);
+        assert_eq!(o.registers[0].id, id);
+        assert_eq!(o.registers[0].name, "CltIngress.sample_count");
+        assert_eq!(o.tables[0].name, "CltIngress.ipv6_route");
+        assert_eq!(o.actions[0].name, "CltIngress.drop");
     }
 
     #[test]

@@ -111,9 +111,7 @@ fn node_constants(cx: &Context<'_>) -> String {
     let mut s = String::new();
     // Only what the node's fill code uses: p4c warns about unused constants.
     let uses = |wanted: &dyn Fn(&NodeField) -> bool| {
-        cx.domains
-            .iter()
-            .any(|d| d.fields.iter().any(wanted))
+        cx.domains.iter().any(|d| d.fields.iter().any(wanted))
     };
     let node_id = uses(&|f| f.source == FieldSource::NodeId);
     let node_id_wide = uses(&|f| f.source == FieldSource::NodeIdWide);
@@ -466,9 +464,13 @@ fn decap_control(d: &DomainLayout) -> String {
         s,
         "        {m}.namespace_id = hdr.ioam_trace.namespace_id;\n        {m}.trace_type = hdr.ioam_trace.trace_type;\n        {m}.flags = hdr.ioam_trace.flags;\n        {m}.rem_len = hdr.ioam_trace.rem_len;"
     );
+    // The header's length is the layout's (the parser checked Hdr Ext Len):
+    // one subtraction of a constant, which a Tofino action can do.
     let _ = writeln!(
         s,
-        "        if (hdr.clt.isValid()) {{\n            {m}.has_context = 1w1;\n            {m}.trace_id = hdr.clt.trace_id;\n            {m}.span_id = hdr.clt.span_id;\n        }} else {{\n            {m}.has_context = 1w0;\n            {m}.trace_id = 128w0;\n            {m}.span_id = 64w0;\n        }}"
+        "        if (hdr.clt.isValid()) {{\n            {m}.has_context = 1w1;\n            {m}.trace_id = hdr.clt.trace_id;\n            {m}.span_id = hdr.clt.span_id;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }} else {{\n            {m}.has_context = 1w0;\n            {m}.trace_id = 128w0;\n            {m}.span_id = 64w0;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }}",
+        d.hbh_len_clt(),
+        d.hbh_len_plain()
     );
     let mut terms = Vec::new();
     for i in 0..d.max_hops {
@@ -481,10 +483,7 @@ fn decap_control(d: &DomainLayout) -> String {
         "        {m}.node_data = {};",
         terms.join("\n            ++ ")
     );
-    let _ = writeln!(
-        s,
-        "        hdr.ipv6.next_hdr = hdr.hbh.next_hdr;\n        hdr.ipv6.payload_len = hdr.ipv6.payload_len\n            - ((((bit<16>) hdr.hbh.hdr_ext_len) + 16w1) << 3);"
-    );
+    let _ = writeln!(s, "        hdr.ipv6.next_hdr = hdr.hbh.next_hdr;");
     for h in ["hbh", "lead_pad", "clt", "ioam_opt", "ioam_trace"] {
         let _ = writeln!(s, "        hdr.{h}.setInvalid();");
     }
@@ -553,14 +552,14 @@ fn decap_dispatch(cx: &Context<'_>) -> String {
 }
 
 /// TNA: one Digest instance per domain; its digest type is the domain number
-/// (so at most 7 domains report on one Tofino).
+/// (so at most 7 domains report on one Tofino). No `@id`: bf-p4c ignores it
+/// on TNA externs and numbers them by name (`objects::tna_extern_id`).
 fn tna_digests(cx: &Context<'_>) -> String {
     let mut s = String::new();
     for digest in &cx.objects.digests {
         let _ = writeln!(
             s,
-            "@id(0x{:08x})\nDigest<{}>(3w{}) digest_d{};",
-            digest.id,
+            "Digest<{}>(3w{}) digest_d{};",
             digest.struct_name,
             digest.domain,
             digest.domain - 1
