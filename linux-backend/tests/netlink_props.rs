@@ -1,7 +1,7 @@
 //! Property tests of the netlink codecs: arbitrary bytes never panic a
 //! parser, and generated values round-trip through emit and parse.
 
-use clt_linux::nl::ioam6::{Cmd, NamespaceRepr, SchemaRepr};
+use clt_linux::nl::ioam6::{Cmd, NamespaceRepr, SchemaRepr, TraceEventRepr};
 use clt_linux::nl::route::{
     AddrRepr, Encap, Ioam6EncapRepr, LinkRepr, NeighRepr, RouteRepr, TraceHdr,
 };
@@ -19,6 +19,10 @@ proptest! {
         if let Ok(sc) = SchemaRepr::parse(&data) {
             prop_assert_eq!(SchemaRepr::parse(&sc.emit(Cmd::DumpSchemas)).unwrap(), sc);
         }
+        if let Ok(ev) = TraceEventRepr::parse(&data) {
+            let bytes = ev.emit();
+            prop_assert_eq!(TraceEventRepr::parse(&bytes).unwrap(), ev);
+        }
         let _ = RouteRepr::parse(&data);
         let _ = AddrRepr::parse(&data);
         let _ = LinkRepr::parse(&data);
@@ -35,6 +39,13 @@ proptest! {
     fn schemas_round_trip(id: u32, words in proptest::collection::vec(any::<[u8; 4]>(), 0..20), ns: Option<u16>) {
         let sc = SchemaRepr { id, data: words.concat(), namespace: ns };
         prop_assert_eq!(SchemaRepr::parse(&sc.emit(Cmd::DumpSchemas)).unwrap(), sc);
+    }
+
+    #[test]
+    fn trace_events_round_trip(ns: u16, node_len: u8, t: u32, data in proptest::collection::vec(any::<u8>(), 0..244)) {
+        let ev = TraceEventRepr { namespace: ns, node_len, trace_type: t, data: &data };
+        let bytes = ev.emit();
+        prop_assert_eq!(TraceEventRepr::parse(&bytes).unwrap(), ev);
     }
 
     #[test]
