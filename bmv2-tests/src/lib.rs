@@ -4,6 +4,10 @@
 //! on `PATH`, compile the repository's examples with `cltc`, run p4c on the
 //! v1model programs and compare p4c's P4Info with the one cltc writes. A test
 //! whose tool is missing prints `skipped: <tool> not on PATH` and returns.
+//!
+//! For TNA, where bf-p4c is not available, [`run_p4test`] type-checks a
+//! program with p4c's front end (`p4test`) against Intel's published TNA
+//! headers ([`tna_p4include`]).
 #![forbid(unsafe_code)]
 
 use cltc::backend::p4::textpb::TextMessage;
@@ -72,12 +76,33 @@ pub struct Generated {
     pub artifacts: P4Artifacts,
 }
 
+/// cltc's fixtures that compile (`cltc/tests/fixtures/ok/`).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../cltc/tests/fixtures/ok")
+}
+
 /// Compiles every `examples/*.clt` and returns the artifacts of every P4
 /// node for `target` (bmv2 nodes for v1model, tofino nodes for TNA).
 pub fn generate_examples(target: Target) -> Result<Vec<Generated>> {
-    let dir = examples_dir();
-    let entries = std::fs::read_dir(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
+    let wanted = match target {
+        Target::V1Model => NodeKind::Bmv2,
+        Target::Tna => NodeKind::Tofino,
+    };
+    generate_in(&examples_dir(), "", target, &[wanted])
+}
+
+/// Compiles every `*.clt` in `dir` and returns the artifacts, for `target`,
+/// of every node whose kind is in `kinds` (a bmv2 node can be compiled for
+/// TNA too: the program only depends on its domains and ports). Labels and
+/// stems start with `prefix`.
+pub fn generate_in(
+    dir: &Path,
+    prefix: &str,
+    target: Target,
+    kinds: &[NodeKind],
+) -> Result<Vec<Generated>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
         source,
     })?;
     let mut files: Vec<PathBuf> = entries
@@ -102,17 +127,13 @@ pub fn generate_examples(target: Target) -> Result<Vec<Generated>> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         for (i, node) in fabric.nodes.iter().enumerate() {
-            let wanted = match target {
-                Target::V1Model => NodeKind::Bmv2,
-                Target::Tna => NodeKind::Tofino,
-            };
-            if node.kind != wanted {
+            if !kinds.contains(&node.kind) {
                 continue;
             }
             let idx = NodeIdx(u32::try_from(i).unwrap_or(u32::MAX));
             out.push(Generated {
-                label: format!("{example}:{}", node.name),
-                stem: format!("{example}_{}", node.name).replace(['-', '.'], "_"),
+                label: format!("{prefix}{example}:{}", node.name),
+                stem: format!("{prefix}{example}_{}", node.name).replace(['-', '.', '/'], "_"),
                 target,
                 artifacts: p4::compile(&fabric, idx, target),
             });
@@ -137,10 +158,12 @@ pub struct P4cOutput {
     pub output: PathBuf,
     /// The compiler's P4Info, in text format.
     pub p4info: String,
+    /// What the compiler wrote to stderr: its warnings (empty when clean).
+    pub stderr: String,
 }
 
 /// Runs `compiler` (p4c-bm2-ss or bf-p4c) on `program`, writing
-/// `<stem>.json` (or the `<stem>` directory) and `<stem>.p4info.txt` into
+/// `<stem>.json` (or the `<stem>` directory) and `<stem>.p4info.txtpb` into
 /// `out_dir`.
 pub fn run_p4c(
     compiler: &Path,
@@ -149,7 +172,8 @@ pub fn run_p4c(
     out_dir: &Path,
     stem: &str,
 ) -> Result<P4cOutput> {
-    let p4info_path = out_dir.join(format!("{stem}.p4info.txt"));
+    // `.txtpb`: p4c warns that `.txt` is deprecated.
+    let p4info_path = out_dir.join(format!("{stem}.p4info.txtpb"));
     let mut command = Command::new(compiler);
     let output_path = match target {
         Target::V1Model => {
@@ -157,11 +181,14 @@ pub fn run_p4c(
             out_dir.join(format!("{stem}.json"))
         }
         Target::Tna => {
+            // Standard `registers` and `digests` in the P4Info, as cltc
+            // writes them (and Stratum needs), instead of Tofino `externs`.
             command
                 .arg("--target")
                 .arg("tofino")
                 .arg("--arch")
-                .arg("tna");
+                .arg("tna")
+                .arg("--p4runtime-force-std-externs");
             out_dir.join(stem)
         }
     };
@@ -191,7 +218,113 @@ pub fn run_p4c(
     Ok(P4cOutput {
         output: output_path,
         p4info,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
+}
+
+/// Where Intel's TNA headers (`tna.p4` and what it includes, from
+/// github.com/barefootnetworks/Open-Tofino `share/p4c/p4include`) are:
+/// `$CLT_TNA_P4INCLUDE`, else `/opt/open-tofino/p4include`. `Err` says what
+/// is missing, for a skip message.
+pub fn tna_p4include() -> std::result::Result<PathBuf, String> {
+    let (dir, from) = match std::env::var_os("CLT_TNA_P4INCLUDE") {
+        Some(dir) => (PathBuf::from(dir), "$CLT_TNA_P4INCLUDE"),
+        None => (
+            PathBuf::from("/opt/open-tofino/p4include"),
+            "the default (set CLT_TNA_P4INCLUDE)",
+        ),
+    };
+    if dir.join("tna.p4").is_file() {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "no tna.p4 in {} ({from}); the TNA headers are in Open-Tofino's share/p4c/p4include",
+            dir.display()
+        ))
+    }
+}
+
+/// What p4test said about one program.
+#[derive(Debug, Clone)]
+pub struct P4testOutput {
+    /// The P4Info p4c's front end derives (text format). p4test has no TNA
+    /// P4Runtime back end: it describes tables and actions only, named
+    /// without the pipe (`CltIngress.ipv6_route`), as bf-p4c does with
+    /// `--p4runtime-force-std-externs`.
+    pub p4info: String,
+    /// Warnings about `program` itself (not about the TNA headers), one
+    /// diagnostic per entry.
+    pub warnings: Vec<String>,
+}
+
+/// Type-checks a TNA `program` with p4c's front and mid end (`p4test`)
+/// against the TNA headers in `include` (Tofino 1), writing
+/// `<stem>.p4test.p4info.txtpb` into `out_dir`. Errors fail; warnings are
+/// returned.
+pub fn run_p4test(
+    p4test: &Path,
+    include: &Path,
+    program: &Path,
+    out_dir: &Path,
+    stem: &str,
+) -> Result<P4testOutput> {
+    let p4info_path = out_dir.join(format!("{stem}.p4test.p4info.txtpb"));
+    let output = Command::new(p4test)
+        .arg("--std")
+        .arg("p4-16")
+        .arg("-D__TARGET_TOFINO__=1")
+        .arg("-I")
+        .arg(include)
+        .arg("--p4runtime-files")
+        .arg(&p4info_path)
+        .arg(program)
+        .output()
+        .map_err(|source| Error::Io {
+            path: p4test.to_path_buf(),
+            source,
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        return Err(Error::Tool {
+            tool: p4test.display().to_string(),
+            program: program.to_path_buf(),
+            status: output.status.to_string(),
+            stderr,
+        });
+    }
+    let p4info = std::fs::read_to_string(&p4info_path).map_err(|source| Error::Io {
+        path: p4info_path.clone(),
+        source,
+    })?;
+    Ok(P4testOutput {
+        p4info,
+        warnings: program_diagnostics(&stderr, program),
+    })
+}
+
+/// The diagnostics of p4c's `stderr` that are located in `program`: each
+/// starts with a line `<program>(<line>): ...` and runs to the next located
+/// line.
+fn program_diagnostics(stderr: &str, program: &Path) -> Vec<String> {
+    let ours = format!("{}(", program.display());
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in stderr.lines() {
+        let located = line
+            .split_once("): ")
+            .is_some_and(|(head, _)| head.contains('(') && !head.contains(' '));
+        if located {
+            out.extend(current.take());
+            if line.starts_with(&ours) {
+                current = Some(line.to_string());
+            }
+        } else if let Some(c) = current.as_mut() {
+            c.push('\n');
+            c.push_str(line);
+        }
+    }
+    out.extend(current);
+    out
 }
 
 /// The control-plane view of a P4Info: every object's id and, for tables
@@ -339,6 +472,19 @@ actions {
         let d = ids("", "d").unwrap();
         // Two objects, one match field, one param.
         assert_eq!(compare(&a, &d).len(), 4);
+    }
+
+    #[test]
+    fn only_the_programs_diagnostics_are_kept() {
+        let stderr = "/inc/tna.p4(3): [--Wwarn=unused] warning: 'X' is unused\n\
+                      const bit<8> X = 1;\n\
+                      /t/p.p4(7): [--Wwarn=unused] warning: 'Y' is unused\n\
+                      const bit<8> Y = 1;\n\
+                      /t/p.p4(9): [--Wwarn=shadow] warning: z\n";
+        let d = program_diagnostics(stderr, Path::new("/t/p.p4"));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].contains("'Y'") && d[0].ends_with("const bit<8> Y = 1;"));
+        assert!(program_diagnostics(stderr, Path::new("/t/q.p4")).is_empty());
     }
 
     #[test]
