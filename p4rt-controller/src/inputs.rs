@@ -119,15 +119,13 @@ pub struct Pipeline {
 }
 
 /// The cookie: the first 8 bytes of SHA-256 over the program, the P4Info (as
-/// encoded protobuf) and the device config, each prefixed by its length. A
-/// recompiled program, a changed P4Info or a new p4c output all change it.
+/// encoded protobuf, deterministically: see [`p4info_bytes`]) and the device
+/// config, each prefixed by its length. A recompiled program, a changed
+/// P4Info or a new p4c output all change it; loading the same files again
+/// never does.
 pub fn cookie(program: &[u8], p4info: &cfg::P4Info, device_config: &[u8]) -> u64 {
     let mut h = Sha256::new();
-    for part in [
-        program,
-        &prost::Message::encode_to_vec(p4info),
-        device_config,
-    ] {
+    for part in [program, &p4info_bytes(p4info), device_config] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
@@ -135,6 +133,42 @@ pub fn cookie(program: &[u8], p4info: &cfg::P4Info, device_config: &[u8]) -> u64
     let mut b = [0u8; 8];
     b.copy_from_slice(&d[..8]);
     u64::from_be_bytes(b)
+}
+
+/// The P4Info encoded with its `type_info` maps in key order. prost keeps
+/// protobuf maps in `HashMap`s, whose encoding order changes from one load to
+/// the next; hashed as is, the same files would give a new cookie (and a
+/// pipeline push that clears the switch) almost every time.
+fn p4info_bytes(p4info: &cfg::P4Info) -> Vec<u8> {
+    use prost::Message as _;
+    let mut rest = p4info.clone();
+    let Some(t) = rest.type_info.take() else {
+        return rest.encode_to_vec();
+    };
+    let mut out = rest.encode_to_vec();
+    // Each map entry encoded alone, in field then key order: the bytes a
+    // deterministic protobuf serializer writes.
+    macro_rules! sorted {
+        ($($field:ident),*) => {$(
+            let mut keys: Vec<&String> = t.$field.keys().collect();
+            keys.sort();
+            for k in keys {
+                let mut one = cfg::P4TypeInfo::default();
+                one.$field.insert(k.clone(), t.$field[k].clone());
+                out.extend(one.encode_to_vec());
+            }
+        )*};
+    }
+    sorted!(structs, headers, header_unions, enums);
+    out.extend(
+        cfg::P4TypeInfo {
+            error: t.error.clone(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    sorted!(serializable_enums, new_types);
+    out
 }
 
 /// Where one device's compiled files are.
@@ -295,6 +329,24 @@ updates {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unsupported entity"), "{err}");
+    }
+
+    #[test]
+    fn the_cookie_does_not_depend_on_map_order() {
+        let mut info = cfg::P4Info::default();
+        let mut t = cfg::P4TypeInfo::default();
+        for i in 0..32 {
+            t.structs
+                .insert(format!("s{i}"), cfg::P4StructTypeSpec::default());
+        }
+        info.type_info = Some(t);
+        let base = cookie(b"prog", &info, b"json");
+        for _ in 0..16 {
+            // A new HashMap each time: a new random iteration order.
+            let copy: cfg::P4Info =
+                prost::Message::decode(prost::Message::encode_to_vec(&info).as_slice()).unwrap();
+            assert_eq!(cookie(b"prog", &copy, b"json"), base);
+        }
     }
 
     #[test]
