@@ -115,6 +115,11 @@ impl Device {
         &self.info
     }
 
+    /// The compiled pipeline and entries this device is given.
+    pub fn inputs(&self) -> &DeviceInputs {
+        &self.inputs
+    }
+
     pub fn watch_status(&self) -> watch::Receiver<DeviceStatus> {
         self.status.subscribe()
     }

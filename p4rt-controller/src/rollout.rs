@@ -699,10 +699,17 @@ async fn p4_step(
 ) -> Result<Done0, String> {
     let (dev, mut session) = p4_device(dir, node).await?;
     let tables: Vec<u32> = dev.info().writable_tables().collect();
-    let before = session
-        .read_table_entries(&tables)
-        .await
-        .map_err(|e| e.to_string())?;
+    // A device running another pipeline (or none: a switch just started)
+    // has none of this program's entries; the push clears what it held.
+    let running = session.pipeline_cookie().await.map_err(|e| e.to_string())?;
+    let before = if running == Some(dev.inputs().pipeline.cookie) {
+        session
+            .read_table_entries(&tables)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        Vec::new()
+    };
     let remove = remove_to.is_some();
     let desired = match remove_to {
         Some(d) => d,
