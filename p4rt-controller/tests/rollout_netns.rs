@@ -6,16 +6,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::net::SocketAddrV6;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod netns_util;
+
 use clt_controller::rollout::{self, Compiled, Options, Phase};
-use clt_linux::plan::{self as lplan, KernelState};
+use clt_linux::plan as lplan;
 use cltc::artifact::linux::LinuxPlan;
+use netns_util::{assert_encap_last, ip, kernel_snapshot, receiver, rt, sender};
 
 const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
 const LINKS: [(&str, &str, &str, &str); 4] = [
@@ -25,38 +28,13 @@ const LINKS: [(&str, &str, &str, &str); 4] = [
     ("leaf2", "down", "api", "eth0"),
 ];
 
-fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("1");
-    if euid != "0" {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` is not installed".into());
-    }
-    None
-}
-
 macro_rules! require_root {
     () => {
-        if let Some(why) = skip_reason() {
+        if let Some(why) = netns_util::skip_reason() {
             eprintln!("skipped: {why}");
             return;
         }
     };
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("spawn ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The five namespaces with their veth links, deleted on drop.
@@ -110,57 +88,7 @@ impl Fabric {
     fn snapshot(&self) -> HashMap<String, String> {
         self.ns
             .iter()
-            .map(|(node, ns)| {
-                let s = clt_linux::netns::run_in(Some(ns), || {
-                    let nl = clt_linux::nl::Netlink::open()?;
-                    let s = KernelState::read(&nl)?;
-                    let mut links: Vec<_> = s
-                        .links
-                        .values()
-                        .map(|l| (l.name.clone(), l.mtu, l.mac, l.is_up()))
-                        .collect();
-                    links.sort();
-                    // Link-local addresses and their routes come and go with
-                    // the carrier (asynchronously); no plan manages them.
-                    let ll = |a: &std::net::Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
-                    let mut addrs: Vec<_> = s
-                        .addresses
-                        .iter()
-                        .filter(|a| !ll(&a.address.addr()))
-                        .map(|a| (a.index, a.address))
-                        .collect();
-                    addrs.sort();
-                    let mut routes: Vec<_> = s
-                        .routes
-                        .iter()
-                        .filter(|r| r.table == 254 && !ll(&r.dst.addr()))
-                        .map(|r| format!("{} {:?} {:?} {:?}", r.dst, r.gateway, r.oif, r.encap))
-                        .collect();
-                    routes.sort();
-                    let mut out = format!(
-                        "links {links:?}\naddresses {addrs:?}\nroutes {routes:?}\nnamespaces {:?}\nschemas {:?}\n",
-                        s.namespaces, s.schemas
-                    );
-                    for k in [
-                        "net.ipv6.conf.all.forwarding",
-                        "net.ipv6.ioam6_id",
-                        "net.ipv6.ioam6_id_wide",
-                    ] {
-                        out += &format!("{k}={}\n", clt_linux::sysctl::read(k)?);
-                    }
-                    let mut names: Vec<&String> = s.links.keys().collect();
-                    names.sort();
-                    for l in names {
-                        let k = format!("net.ipv6.conf.{l}.ioam6_enabled");
-                        if let Ok(v) = clt_linux::sysctl::read(&k) {
-                            out += &format!("{k}={v}\n");
-                        }
-                    }
-                    Ok(out)
-                })
-                .unwrap();
-                (node.clone(), s)
-            })
+            .map(|(node, ns)| (node.clone(), kernel_snapshot(ns)))
             .collect()
     }
 
@@ -209,104 +137,6 @@ fn linux(c: &Compiled, node: &str) -> LinuxPlan {
         rollout::Artifact::Linux(p) => p.clone(),
         other => panic!("{node} is not linux: {other:?}"),
     }
-}
-
-/// Every apply step for a policy at its encap node comes after every decap
-/// and transit step of the same policy (`log`: the verified steps in order).
-fn assert_encap_last(log: &[rollout::Step]) {
-    for (i, s) in log.iter().enumerate() {
-        if s.phase != Phase::Apply || s.role != "encap" {
-            continue;
-        }
-        for p in &s.policies {
-            for (j, t) in log.iter().enumerate() {
-                if t.phase == Phase::Apply
-                    && (t.role == "decap" || t.role == "transit")
-                    && t.policies.contains(p)
-                {
-                    assert!(
-                        j < i,
-                        "step {j} ({t}) was verified after the encap step {i} ({s}) of {p}"
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Sends UDP from `from_ns` to `to` until `stop`, counting the datagrams
-/// sent; with IOAM inserted (CLT socket API) once `clt` is set.
-fn sender(
-    from_ns: String,
-    to: SocketAddrV6,
-    policy: cltc::artifact::linux::EncapPolicy,
-    clt: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) -> std::thread::JoinHandle<bool> {
-    std::thread::spawn(move || {
-        clt_linux::netns::enter(&from_ns).unwrap();
-        let sock = UdpSocket::bind("[::]:0").unwrap();
-        let mut enabled = false;
-        let mut n: u64 = 0;
-        while !stop.load(Ordering::Relaxed) {
-            if !enabled && clt.load(Ordering::Relaxed) {
-                clt_linux::socket::enable(&sock, &policy, [7; 16], [9; 8]).unwrap();
-                enabled = true;
-            }
-            if sock.send_to(&n.to_be_bytes(), to).is_ok() {
-                n += 1;
-                sent.store(n, Ordering::Relaxed);
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        enabled
-    })
-}
-
-/// Records the sequence numbers of the datagrams arriving at `port` in `ns`
-/// until `stop`.
-fn receiver(
-    ns: String,
-    port: u16,
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-    seqs: Arc<std::sync::Mutex<Vec<u64>>>,
-) -> std::thread::JoinHandle<()> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        clt_linux::netns::enter(&ns).unwrap();
-        let sock = UdpSocket::bind(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0)).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut buf = [0u8; 2048];
-        let record = |n: usize, buf: &[u8]| {
-            if let Ok(b) = <[u8; 8]>::try_from(&buf[..n.min(8)]) {
-                seqs.lock().unwrap().push(u64::from_be_bytes(b));
-            }
-            received.fetch_add(1, Ordering::Relaxed);
-        };
-        while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                record(n, &buf);
-            }
-        }
-        // Drain what is queued.
-        while let Ok((n, _)) = sock.recv_from(&mut buf) {
-            record(n, &buf);
-        }
-    });
-    ready_rx.recv().unwrap();
-    h
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -405,6 +235,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         always,
         send_stop.clone(),
         tx1.clone(),
+        Duration::from_micros(500),
     );
     let s2 = sender(
         fabric.ns["api"].clone(),
@@ -413,6 +244,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         api_web_on.clone(),
         send_stop.clone(),
         tx2.clone(),
+        Duration::from_micros(500),
     );
     // Traffic flows before the rollout starts.
     let t0 = Instant::now();
