@@ -163,7 +163,7 @@ pub struct P4cOutput {
 }
 
 /// Runs `compiler` (p4c-bm2-ss or bf-p4c) on `program`, writing
-/// `<stem>.json` (or the `<stem>` directory) and `<stem>.p4info.txtpb` into
+/// `<stem>.json` (or the `<stem>` directory) and `<stem>.p4c.p4info.txtpb` into
 /// `out_dir`.
 pub fn run_p4c(
     compiler: &Path,
@@ -173,7 +173,9 @@ pub fn run_p4c(
     stem: &str,
 ) -> Result<P4cOutput> {
     // `.txtpb`: p4c warns that `.txt` is deprecated.
-    let p4info_path = out_dir.join(format!("{stem}.p4info.txtpb"));
+    // Not `<stem>.p4info.txtpb`: callers keep cltc's P4Info under that name
+    // in the same directory.
+    let p4info_path = out_dir.join(format!("{stem}.p4c.p4info.txtpb"));
     let mut command = Command::new(compiler);
     let output_path = match target {
         Target::V1Model => {
