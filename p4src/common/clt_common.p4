@@ -186,10 +186,12 @@ parser CltParser(packet_in pkt, inout headers_t hdr, inout clt_meta_t meta) {
     state parse_hbh {
         pkt.extract(hdr.hbh);
         meta.l4_proto = hdr.hbh.next_hdr;
-        // PadN(2) then an IOAM pre-allocated trace option, or the CLT option.
-        transition select(pkt.lookahead<bit<48>>()) {
-            48w0x010031000000 &&& 48w0xffffff0000ff : parse_ioam_plain;
-            IPV6_OPT_CLT ++ CLT_OPT_DATA_LEN ++ 32w0 &&& 48w0xffff00000000 : parse_clt;
+        // PadN(2) then an IOAM option, or the CLT option. Every select here
+        // matches at most 32 bits (Tofino's parser: one 16-bit and two 8-bit
+        // match registers).
+        transition select(pkt.lookahead<bit<32>>()) {
+            32w0x01003100 &&& 32w0xffffff00 : parse_ioam_plain;
+            IPV6_OPT_CLT ++ CLT_OPT_DATA_LEN ++ 16w0 &&& 32w0xffff0000 : parse_clt;
             default : accept;
         }
     }
@@ -206,10 +208,18 @@ parser CltParser(packet_in pkt, inout headers_t hdr, inout clt_meta_t meta) {
     state parse_ioam_plain {
         pkt.extract(hdr.lead_pad);
         pkt.extract(hdr.ioam_opt);
+        // Only a pre-allocated trace (parse_clt checks it in its lookahead).
+        transition select(hdr.ioam_opt.ioam_type) {
+            IOAM_TYPE_PREALLOC : parse_trace_plain;
+            default            : accept;
+        }
+    }
+
+    // Namespace and option length here, the trace type in the domain's
+    // `_type` state (a namespace is one domain's).
+    state parse_trace_plain {
         pkt.extract(hdr.ioam_trace);
-        transition select(hdr.ioam_trace.namespace_id,
-                          hdr.ioam_trace.trace_type,
-                          hdr.ioam_opt.opt_len) {
+        transition select(hdr.ioam_trace.namespace_id, hdr.ioam_opt.opt_len) {
             // @clt:domain_select_plain
             default : accept;
         }
@@ -218,9 +228,7 @@ parser CltParser(packet_in pkt, inout headers_t hdr, inout clt_meta_t meta) {
     state parse_ioam_clt {
         pkt.extract(hdr.ioam_opt);
         pkt.extract(hdr.ioam_trace);
-        transition select(hdr.ioam_trace.namespace_id,
-                          hdr.ioam_trace.trace_type,
-                          hdr.ioam_opt.opt_len) {
+        transition select(hdr.ioam_trace.namespace_id, hdr.ioam_opt.opt_len) {
             // @clt:domain_select_clt
             default : accept;
         }

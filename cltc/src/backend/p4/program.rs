@@ -223,12 +223,14 @@ fn meta_digests(cx: &Context<'_>) -> String {
 /// The parser's choice of domain: namespace, trace type and option length.
 fn domain_select(cx: &Context<'_>, layout: &str) -> String {
     let mut s = String::new();
+    // Namespace and option length here, the trace type in the next state:
+    // at most 32 bits per select, what Tofino's parser can match (one
+    // 16-bit and two 8-bit match registers). A namespace is one domain's.
     for d in cx.domains {
         let _ = writeln!(
             s,
-            "(16w{}, 24w0x{:06x}, 8w{}) : parse_{}_{layout};  // {}",
+            "(16w{}, 8w{}) : parse_{}_{layout}_type;  // {}",
             d.namespace,
-            d.trace_type,
             d.ioam_opt_len(),
             d.tag,
             d.name
@@ -252,6 +254,17 @@ fn domain_states(cx: &Context<'_>) -> String {
             d.hbh_len_clt()
         );
         for (layout, len) in [("plain", d.hbh_len_plain()), ("clt", d.hbh_len_clt())] {
+            let _ = writeln!(
+                s,
+                "state parse_{t}_{layout}_type {{
+    transition select(hdr.ioam_trace.trace_type) {{
+        24w0x{:06x} : parse_{t}_{layout};
+        default : accept;
+    }}
+}}
+",
+                d.trace_type
+            );
             let _ = writeln!(s, "state parse_{t}_{layout} {{");
             for _ in 0..d.max_hops {
                 let _ = writeln!(s, "    pkt.extract(hdr.{t}_nodes.next);");
