@@ -44,12 +44,41 @@ pub struct P4Artifacts {
 pub fn compile(fabric: &Fabric, node: NodeIdx, target: Target) -> P4Artifacts {
     let n = fabric.node(node);
     let domains = layout::domains_of(fabric, n);
-    let objects = objects::Objects::new(target, &domains, entries::sample_slots(n), n.routes.len());
+    let objects = objects::Objects::new(
+        target,
+        &reported(fabric, n, &domains, target),
+        entries::sample_slots(n),
+        n.routes.len(),
+    );
     P4Artifacts {
         program: program::render(n, &domains, &objects, target),
         p4info: p4info::render(&objects, target, &n.name),
         entries: entries::render(fabric, node, &objects, &domains),
     }
+}
+
+/// The domains whose traces the node's program reports (a digest each).
+///
+/// v1model: all of them. TNA: only those the node decapsulates; a Tofino
+/// learning digest holds at most 48 bytes (bf-p4c rejects a larger one), so
+/// a node that only encapsulates or forwards declares none and can compile.
+fn reported(
+    fabric: &Fabric,
+    node: &crate::ir::Node,
+    domains: &[layout::DomainLayout],
+    target: Target,
+) -> Vec<layout::DomainLayout> {
+    domains
+        .iter()
+        .zip(&node.domains)
+        .filter(|(_, domain)| {
+            target == Target::V1Model
+                || node.roles.iter().any(|r| {
+                    r.role == crate::ir::Role::Decap && fabric.policy(r.policy).domain == **domain
+                })
+        })
+        .map(|(layout, _)| layout.clone())
+        .collect()
 }
 
 /// The P4Info ids of `artifacts`' program, by name, as `@id` annotations

@@ -185,11 +185,11 @@ fn node_headers(cx: &Context<'_>) -> String {
 /// One digest struct per domain: what the decapsulating switch reports.
 fn digest_structs(cx: &Context<'_>) -> String {
     let mut s = String::new();
-    for (d, digest) in cx.domains.iter().zip(&cx.objects.digests) {
+    for digest in &cx.objects.digests {
         let _ = writeln!(
             s,
             "// The trace of domain {} as the decapsulating node reports it:\n// node_data is the pre-allocated data in wire order (entry 0 first).",
-            d.name
+            digest.domain_name
         );
         let _ = writeln!(s, "struct {} {{", digest.struct_name);
         for (name, bits) in &digest.members {
@@ -323,9 +323,17 @@ fn domain_controls(cx: &Context<'_>) -> String {
     for d in cx.domains {
         s.push_str(&encap_control(d));
         s.push_str(&fill_control(d));
-        s.push_str(&decap_control(d));
+        if reports(cx, d) {
+            s.push_str(&decap_control(d));
+        }
     }
     s
+}
+
+/// Whether the program reports `d`'s traces: always on v1model; on TNA only
+/// where the node decapsulates (`mod.rs`, `reported`).
+fn reports(cx: &Context<'_>, d: &DomainLayout) -> bool {
+    cx.objects.digests.iter().any(|g| g.domain == d.number)
 }
 
 fn control_name(kind: &str, d: &DomainLayout) -> String {
@@ -513,10 +521,10 @@ fn instances(cx: &Context<'_>, ingress: bool) -> String {
     for d in cx.domains {
         let n = d.number - 1;
         if ingress {
-            let _ = writeln!(
-                s,
-                "EncapD{n}() encap_d{n};\nFillD{n}() fill_d{n};\nDecapD{n}() decap_d{n};"
-            );
+            let _ = writeln!(s, "EncapD{n}() encap_d{n};\nFillD{n}() fill_d{n};");
+            if reports(cx, d) {
+                let _ = writeln!(s, "DecapD{n}() decap_d{n};");
+            }
         } else {
             let _ = writeln!(s, "FillD{n}() fill_d{n};");
         }
@@ -526,15 +534,23 @@ fn instances(cx: &Context<'_>, ingress: bool) -> String {
 
 /// `if (cond_1) { body_1 } else if ...` over the domains.
 fn dispatch(cx: &Context<'_>, cond: &str, body: &dyn Fn(&DomainLayout) -> String) -> String {
+    dispatch_over(&cx.domains.iter().collect::<Vec<_>>(), cond, body)
+}
+
+fn dispatch_over(
+    domains: &[&DomainLayout],
+    cond: &str,
+    body: &dyn Fn(&DomainLayout) -> String,
+) -> String {
     let mut s = String::new();
-    for (i, d) in cx.domains.iter().enumerate() {
+    for (i, d) in domains.iter().enumerate() {
         let keyword = if i == 0 { "if" } else { "} else if" };
         let _ = writeln!(s, "{keyword} ({cond} == 8w{}) {{", d.number);
         for line in body(d).lines() {
             let _ = writeln!(s, "    {line}");
         }
     }
-    if !cx.domains.is_empty() {
+    if !domains.is_empty() {
         s.push_str("}\n");
     }
     s
@@ -554,7 +570,8 @@ fn fill_dispatch(cx: &Context<'_>) -> String {
 
 fn decap_dispatch(cx: &Context<'_>) -> String {
     let target = cx.target;
-    dispatch(cx, "meta.domain", &|d| {
+    let reported: Vec<&DomainLayout> = cx.domains.iter().filter(|d| reports(cx, d)).collect();
+    dispatch_over(&reported, "meta.domain", &|d| {
         let n = d.number - 1;
         let report = match target {
             Target::V1Model => format!("digest<trace_digest_d{n}_t>(32w1, meta.digest_d{n});"),
