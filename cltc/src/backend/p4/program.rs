@@ -521,9 +521,10 @@ fn instances(cx: &Context<'_>, ingress: bool) -> String {
     for d in cx.domains {
         let n = d.number - 1;
         if ingress {
-            let _ = writeln!(s, "EncapD{n}() encap_d{n};\nFillD{n}() fill_d{n};");
+            let _ = writeln!(s, "EncapD{n}() encap_d{n};");
+            // Ingress fills only before it decapsulates.
             if reports(cx, d) {
-                let _ = writeln!(s, "DecapD{n}() decap_d{n};");
+                let _ = writeln!(s, "FillD{n}() fill_d{n};\nDecapD{n}() decap_d{n};");
             }
         } else {
             let _ = writeln!(s, "FillD{n}() fill_d{n};");
