@@ -527,7 +527,15 @@ enum Undo {
     /// The inverses, in the order to run them, and the changes that have
     /// none (reported if a rollback needs them).
     Linux(Vec<Change>, Vec<String>),
-    P4(Vec<p4::TableEntry>),
+    P4(P4Before),
+}
+
+/// What a P4 device ran before a step: the pipeline's cookie and the
+/// entries (empty when it ran no pipeline, or one neither fabric has).
+#[derive(Debug, Clone)]
+struct P4Before {
+    cookie: Option<u64>,
+    entries: Vec<p4::TableEntry>,
 }
 
 /// A failed step.
@@ -655,7 +663,7 @@ fn linux_undo(netns: Option<String>, undo: Vec<Change>) -> Result<(), clt_linux:
     })
 }
 
-async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), String> {
+fn p4_dev(dir: &Path, node: &str) -> Result<Device, String> {
     let config = Config::from_compiled(dir).map_err(|e| e.to_string())?;
     let d = config
         .devices
@@ -663,8 +671,20 @@ async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), S
         .find(|d| d.name == node)
         .ok_or_else(|| format!("no P4 device {node} in {}", dir.display()))?;
     let inputs = DeviceInputs::load(&d.inputs).map_err(|e| e.to_string())?;
-    let dev = Device::new(DeviceSpec::from_config(d), inputs, None, Metrics::default())
-        .map_err(|e| e.to_string())?;
+    Device::new(DeviceSpec::from_config(d), inputs, None, Metrics::default())
+        .map_err(|e| e.to_string())
+}
+
+async fn p4_open(dev: &Device) -> Result<crate::Session, String> {
+    let session = dev.open().await.map_err(|e| format!("unreachable: {e}"))?;
+    if session.mastership() != Mastership::Primary {
+        return Err("another controller is primary".into());
+    }
+    Ok(session)
+}
+
+async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), String> {
+    let dev = p4_dev(dir, node)?;
     let session = dev.open().await.map_err(|e| format!("unreachable: {e}"))?;
     if session.mastership() != Mastership::Primary {
         return Err("another controller is primary".into());
@@ -690,25 +710,39 @@ fn p4_kept(old: &Compiled, new: &Compiled, node: &str) -> Vec<p4::TableEntry> {
 }
 
 /// A P4 step: install (pipeline if needed, entries) or, for a removal,
-/// reconcile to `remove_to`; then read back. Returns the entries the device
-/// held before, for the undo.
+/// reconcile to `remove_to`; then read back. Returns what the device ran
+/// before, for the undo (`old_dir`: the fabric running before, whose
+/// pipeline the device may run).
 async fn p4_step(
     dir: &Path,
+    old_dir: Option<&Path>,
     node: &str,
     remove_to: Option<Vec<p4::TableEntry>>,
 ) -> Result<Done0, String> {
     let (dev, mut session) = p4_device(dir, node).await?;
-    let tables: Vec<u32> = dev.info().writable_tables().collect();
-    // A device running another pipeline (or none: a switch just started)
-    // has none of this program's entries; the push clears what it held.
+    // The entries are read with the P4Info of the pipeline running: this
+    // step's, or the old fabric's; a device running no pipeline (a switch
+    // just started) or another one has none of them, and a push clears
+    // what it held.
     let running = session.pipeline_cookie().await.map_err(|e| e.to_string())?;
-    let before = if running == Some(dev.inputs().pipeline.cookie) {
-        session
-            .read_table_entries(&tables)
-            .await
-            .map_err(|e| e.to_string())?
-    } else {
-        Vec::new()
+    let old_dev = old_dir.and_then(|d| p4_dev(d, node).ok());
+    let reader = [Some(&dev), old_dev.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|d| running == Some(d.inputs().pipeline.cookie));
+    let entries = match reader {
+        Some(r) => {
+            let tables: Vec<u32> = r.info().writable_tables().collect();
+            session
+                .read_table_entries(&tables)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        None => Vec::new(),
+    };
+    let before = P4Before {
+        cookie: running,
+        entries,
     };
     let remove = remove_to.is_some();
     let desired = match remove_to {
@@ -748,7 +782,7 @@ async fn p4_step(
     Ok((changes, before))
 }
 
-type Done0 = (Vec<String>, Vec<p4::TableEntry>);
+type Done0 = (Vec<String>, P4Before);
 
 fn dev_entries(dir: &Path, node: &str) -> Result<Vec<p4::TableEntry>, String> {
     let p = dir.join("nodes").join(node).join("entries.txtpb");
@@ -758,10 +792,32 @@ fn dev_entries(dir: &Path, node: &str) -> Result<Vec<p4::TableEntry>, String> {
         .tables)
 }
 
-async fn p4_undo(dir: &Path, node: &str, entries: &[p4::TableEntry]) -> Result<(), String> {
-    let (dev, mut session) = p4_device(dir, node).await?;
+/// Puts a P4 device back as it was before the rollout's first step on it:
+/// the pipeline it ran (when it is one of the two fabrics': a pushed
+/// program is swapped back, its digests configured again) and its entries.
+async fn p4_undo(
+    new_dir: &Path,
+    old_dir: Option<&Path>,
+    node: &str,
+    before: &P4Before,
+) -> Result<(), String> {
+    let new_dev = p4_dev(new_dir, node)?;
+    let old_dev = old_dir.and_then(|d| p4_dev(d, node).ok());
+    let dev = match &old_dev {
+        Some(o) if before.cookie == Some(o.inputs().pipeline.cookie) => o,
+        _ => &new_dev,
+    };
+    let mut session = p4_open(dev).await?;
+    if before.cookie == Some(dev.inputs().pipeline.cookie)
+        && session.pipeline_cookie().await.map_err(|e| e.to_string())? != before.cookie
+    {
+        dev.install(&mut session)
+            .await
+            .and_then(|r| r.into_result())
+            .map_err(|e| format!("putting the previous pipeline back: {e}"))?;
+    }
     session
-        .reconcile(dev.info(), entries, 256)
+        .reconcile(dev.info(), &before.entries, 256)
         .await
         .and_then(|r| r.into_result())
         .map(|_| ())
@@ -814,7 +870,7 @@ pub async fn run(
                 (Phase::Remove, Some(o)) => (&o.dir, Some(p4_kept(o, new, &step.node))),
                 _ => (&new.dir, None),
             };
-            p4_step(dir, &step.node, remove_to)
+            p4_step(dir, old.map(|o| o.dir.as_path()), &step.node, remove_to)
                 .await
                 .map(|(changes, before)| Done {
                     step: step.clone(),
@@ -852,7 +908,7 @@ async fn rollback(
     let mut undone = Vec::new();
     let mut errors = Vec::new();
     // P4 devices go back to the entries they had before their first step.
-    let mut p4_first: HashMap<&str, &Vec<p4::TableEntry>> = HashMap::new();
+    let mut p4_first: HashMap<&str, &P4Before> = HashMap::new();
     for d in done {
         if let Undo::P4(e) = &d.undo {
             p4_first.entry(d.step.node.as_str()).or_insert(e);
@@ -870,12 +926,11 @@ async fn rollback(
                     .and_then(|r| r.map_err(|e| e.to_string()))
             }
             Undo::P4(_) => {
-                let Some(entries) = p4_first.remove(d.step.node.as_str()) else {
+                let Some(before) = p4_first.remove(d.step.node.as_str()) else {
                     undone.push(d.step.clone());
                     continue;
                 };
-                let dir = old.map_or(&new.dir, |o| &o.dir);
-                p4_undo(dir, &d.step.node, entries).await
+                p4_undo(&new.dir, old.map(|o| o.dir.as_path()), &d.step.node, before).await
             }
         };
         match r {
@@ -964,4 +1019,61 @@ fn subtract(p: &LinuxPlan, rm: &LinuxPlan, teardown: bool) -> LinuxPlan {
     p.neighbors.retain(|n| !rm.neighbors.contains(n));
     p.interfaces.retain(|n| !rm.interfaces.contains(n));
     p
+}
+
+/// The files under `dir` (relative path, absolute path), sorted; `dir`
+/// itself may be a symbolic link (e.g. switched atomically to a new
+/// `cltc compile` output).
+fn files_under(dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = dir.join(&rel);
+        let entries = std::fs::read_dir(&abs).map_err(|e| load_err(&abs, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| load_err(&abs, e))?;
+            let path = entry.path();
+            let meta = std::fs::metadata(&path).map_err(|e| load_err(&path, e))?;
+            let r = rel.join(entry.file_name());
+            if meta.is_dir() {
+                stack.push(r);
+            } else {
+                out.push((r, path));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A fingerprint of a compiled fabric's files (names and contents): equal
+/// fingerprints, equal fabrics.
+pub fn fingerprint(dir: &Path) -> Result<String, Error> {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    for (rel, abs) in files_under(dir)? {
+        let name = rel.to_string_lossy();
+        let bytes = read(&abs)?;
+        h.update((name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Copies a compiled fabric's files into `to` (created; must not exist), so
+/// that the copy stays as it is while `from` is recompiled.
+pub fn snapshot(from: &Path, to: &Path) -> Result<(), Error> {
+    for (rel, abs) in files_under(from)? {
+        let dst = to.join(rel);
+        if let Some(parent) = dst.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| load_err(parent, e))?;
+        }
+        std::fs::copy(&abs, &dst).map_err(|e| load_err(&dst, e))?;
+    }
+    Ok(())
 }
