@@ -27,7 +27,16 @@
 //! name = "router"
 //! compiled = "out/login"          # DIR/nodes/router/{p4info,entries}.txtpb,
 //!                                 # program.p4 and program.json (p4c-bm2-ss)
+//!
+//! [rollout]                       # optional: keep a whole fabric rolled out
+//! compiled = "out/fabric"         # watched; a new version is rolled out
+//! netns = { web = "ns-web" }      # Linux nodes in network namespaces
+//! insertion = "auto"              # route, socket or auto
+//! poll_secs = 2                   # how often `compiled` is checked
+//! state_dir = "/var/lib/clt-controller"  # the fabric last rolled out
 //! ```
+//!
+//! `docs/rollout.md` describes what the daemon does with `[rollout]`.
 //!
 //! Relative paths are relative to the configuration file's directory.
 
@@ -45,6 +54,38 @@ pub struct Config {
     pub collector: Option<CollectorConfig>,
     pub metrics: Option<MetricsConfig>,
     pub devices: Vec<DeviceConfig>,
+    pub rollout: Option<RolloutConfig>,
+}
+
+/// `[rollout]`: a compiled fabric the daemon keeps rolled out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// The `cltc compile` output directory to watch (relative to the
+    /// configuration file's directory).
+    pub compiled: PathBuf,
+    /// Linux node name -> network namespace (absent: the daemon's own).
+    #[serde(default)]
+    pub netns: std::collections::BTreeMap<String, String>,
+    /// Linux IOAM insertion: `route`, `socket` or `auto`.
+    #[serde(default = "default_insertion")]
+    pub insertion: String,
+    /// Seconds between two checks of `compiled`.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+    /// Where the fabric last rolled out is kept (`current/`), so that a
+    /// restarted daemon rolls out only the difference. Default: a directory
+    /// of its own under the system's temporary directory, removed on exit.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn default_insertion() -> String {
+    "auto".to_string()
+}
+
+fn default_poll_secs() -> u64 {
+    2
 }
 
 /// A device as written in the file: either explicit paths, or `compiled`
@@ -59,6 +100,8 @@ struct RawConfig {
     metrics: Option<MetricsConfig>,
     #[serde(rename = "device", default)]
     devices: Vec<RawDevice>,
+    #[serde(default)]
+    rollout: Option<RolloutConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -302,10 +345,33 @@ impl Config {
             }
             devices.push(resolve(d, base)?);
         }
+        let rollout = match raw.rollout {
+            Some(mut r) => {
+                if r.compiled.is_relative() {
+                    r.compiled = base.join(&r.compiled);
+                }
+                if let Some(d) = &r.state_dir
+                    && d.is_relative()
+                {
+                    r.state_dir = Some(base.join(d));
+                }
+                if r.poll_secs == 0 {
+                    return Err(Error::Config(
+                        "rollout: poll_secs must be at least 1".to_string(),
+                    ));
+                }
+                r.insertion
+                    .parse::<clt_linux::Insertion>()
+                    .map_err(|e| Error::Config(format!("rollout: insertion: {e}")))?;
+                Some(r)
+            }
+            None => None,
+        };
         Ok(Config {
             collector: raw.collector,
             metrics: raw.metrics,
             devices,
+            rollout,
         })
     }
 
@@ -341,6 +407,7 @@ impl Config {
             collector: None,
             metrics: None,
             devices,
+            rollout: None,
         })
     }
 

@@ -26,7 +26,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Manage every configured device until interrupted: reconnect with
-    /// backoff, reinstall after a switch restart, forward digests.
+    /// backoff, reinstall after a switch restart, forward digests; with
+    /// `[rollout]`, keep a compiled fabric rolled out (SIGHUP: check it now).
     Run {
         #[arg(long, required_unless_present = "compiled")]
         config: Option<PathBuf>,
@@ -177,9 +178,28 @@ async fn main() -> Result<()> {
             let daemon = Daemon::start(&config)
                 .await
                 .context("starting the daemon")?;
-            tokio::signal::ctrl_c()
-                .await
-                .context("waiting for ctrl-c")?;
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .context("installing the SIGTERM handler")?;
+            loop {
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => {
+                        r.context("waiting for ctrl-c")?;
+                        break;
+                    }
+                    _ = term.recv() => break,
+                    _ = hup.recv() => {
+                        if daemon.rollout.is_some() {
+                            tracing::info!("SIGHUP: checking the rollout's compiled fabric now");
+                            daemon.recheck();
+                        } else {
+                            tracing::info!("SIGHUP ignored: no [rollout] configured");
+                        }
+                    }
+                }
+            }
             tracing::info!("shutting down");
             daemon.shutdown().await;
         }

@@ -16,6 +16,12 @@ pub struct DeviceLabel {
     pub device: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
 /// The controller's metrics, labelled by device name.
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
@@ -30,6 +36,17 @@ pub struct Metrics {
     pub traces_forwarded: Counter,
     pub traces_dropped: Counter,
     pub collector_errors: Counter,
+    /// `[rollout]`: rollouts finished, by result.
+    pub rollouts: Family<ResultLabel, Counter>,
+    /// `[rollout]`: steps made and verified.
+    pub rollout_steps: Counter,
+    /// `[rollout]`: steps undone by a rollback.
+    pub rollout_steps_undone: Counter,
+    /// `[rollout]`: undos that failed (the fabric may be half-configured).
+    pub rollout_undo_errors: Counter,
+    /// `[rollout]`: 1 while the last rollout failed (the previous fabric is
+    /// running), 0 once one succeeds.
+    pub rollout_failing: Gauge,
 }
 
 impl Metrics {
@@ -90,6 +107,37 @@ impl Metrics {
             "Failed reports to the collector",
             self.collector_errors.clone(),
         );
+        r.register(
+            "rollouts",
+            "Rollouts of the [rollout] fabric, by result (ok, failed)",
+            self.rollouts.clone(),
+        );
+        r.register(
+            "rollout_steps",
+            "Rollout steps made and verified",
+            self.rollout_steps.clone(),
+        );
+        r.register(
+            "rollout_steps_undone",
+            "Rollout steps undone by a rollback",
+            self.rollout_steps_undone.clone(),
+        );
+        r.register(
+            "rollout_undo_errors",
+            "Rollback undos that failed",
+            self.rollout_undo_errors.clone(),
+        );
+        r.register(
+            "rollout_failing",
+            "1 while the last rollout failed and the previous fabric runs",
+            self.rollout_failing.clone(),
+        );
+    }
+
+    pub fn result(ok: bool) -> ResultLabel {
+        ResultLabel {
+            result: if ok { "ok" } else { "failed" }.to_string(),
+        }
     }
 
     pub fn device(name: &str) -> DeviceLabel {

@@ -549,11 +549,20 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     std::thread::sleep(Duration::from_millis(300));
     let (base1, base2) = (tx1.load(Ordering::Relaxed), tx2.load(Ordering::Relaxed));
     let mut log = Vec::new();
+    // Where each flow's sequence numbers were when each step was verified,
+    // to place a loss in the rollout.
+    let mut timeline = Vec::new();
     let t0 = Instant::now();
     let out = rt.block_on(rollout::run(Some(&v1), &v2, &net.options(), |d| {
         if d.step.role == "encap" && d.step.policies.iter().any(|p| p == "cache_web") {
             cache_web_on.store(true, Ordering::Relaxed);
         }
+        timeline.push(format!(
+            "{} at web->store {}, cache->web {}",
+            d.step,
+            tx1.load(Ordering::Relaxed),
+            tx2.load(Ordering::Relaxed)
+        ));
         log.push(d.step.clone());
     }));
     let took = t0.elapsed();
@@ -568,8 +577,18 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     std::thread::sleep(Duration::from_millis(300));
     send_stop.store(true, Ordering::Relaxed);
     let (web_store_on, cache_web_enabled) = (s1.join().unwrap(), s2.join().unwrap());
-    // bmv2 forwards in software: give the last datagrams time.
-    std::thread::sleep(Duration::from_millis(500));
+    // bmv2 forwards in software, slowly on a busy machine: wait until
+    // nothing has arrived for half a second.
+    let t0 = Instant::now();
+    let mut last = (u64::MAX, u64::MAX);
+    while t0.elapsed() < Duration::from_secs(10) {
+        let now = (rx1.load(Ordering::Relaxed), rx2.load(Ordering::Relaxed));
+        if now == last {
+            break;
+        }
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
     stop.store(true, Ordering::Relaxed);
     r1.join().unwrap();
     r2.join().unwrap();
@@ -593,9 +612,10 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
         assert!(sent - base > 100, "{what}: only {} sent", sent - base);
         assert!(
             missing.is_empty(),
-            "{what}: lost {} of {}: {missing:?}",
+            "{what}: lost {} of {}: {missing:?}\nsteps verified:\n{}",
             missing.len(),
-            sent - base
+            sent - base,
+            timeline.join("\n")
         );
     }
     // Untouched nodes read back as before; changed switches hold v2.

@@ -1,0 +1,326 @@
+//! `clt-controller run` with `[rollout]`: the daemon keeps the login example
+//! (two Linux hosts in network namespaces, the bmv2 router served by the
+//! in-process P4Runtime switch of the controller tests) rolled out. It rolls
+//! out the compiled directory at start, rolls out the difference when the
+//! directory is recompiled in place, keeps the previous version after a
+//! failed rollout (every node read back) and retries on a recheck (SIGHUP),
+//! manages the router between rollouts, exports the rollout metrics, and a
+//! restarted daemon finds the running version in its state directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod netns_util;
+
+use std::collections::HashMap;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
+use clt_controller::daemon::{Daemon, RolloutStatus};
+use clt_controller::inputs::DeviceInputs;
+use clt_controller::rollout::{self, Compiled};
+use clt_linux::plan as lplan;
+use common::FakeSwitch;
+use netns_util::{ip, kernel_snapshot};
+
+macro_rules! require_root {
+    () => {
+        if let Some(why) = netns_util::skip_reason() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// The hosts' namespaces (each with an `eth0` whose far end is up),
+/// deleted on drop.
+struct Hosts {
+    ns: HashMap<String, String>,
+}
+
+impl Hosts {
+    fn new() -> Hosts {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let id = format!(
+            "cltrd{}x{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut hosts = Hosts { ns: HashMap::new() };
+        for n in ["entry", "server"] {
+            let name = format!("{id}{n}");
+            ip(&["netns", "add", &name]);
+            hosts.ns.insert(n.to_string(), name.clone());
+            ip(&[
+                "-n", &name, "link", "add", "name", "eth0", "type", "veth", "peer", "name", "far0",
+            ]);
+            ip(&["-n", &name, "link", "set", "far0", "up"]);
+        }
+        hosts
+    }
+
+    /// Changes still needed on `node` to match its plan in `c`.
+    fn diff(&self, c: &Compiled, node: &str) -> Vec<String> {
+        let Some(rollout::Artifact::Linux(plan)) = c.nodes.get(node).cloned() else {
+            panic!("{node} is not linux")
+        };
+        clt_linux::netns::run_in(Some(&self.ns[node]), move || {
+            let nl = clt_linux::nl::Netlink::open()?;
+            let r = lplan::diff(&nl, &plan, &lplan::Options::default())?;
+            Ok(r.changes.iter().map(|c| c.to_string()).collect())
+        })
+        .unwrap()
+    }
+}
+
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        for ns in self.ns.values() {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .output();
+        }
+    }
+}
+
+/// The login example with the router at `p4runtime` and `extra` appended,
+/// compiled into `dir` (replacing what was there, as `cltc compile -o`
+/// does), with a stand-in device config.
+fn compile_into(dir: &Path, p4runtime: &str, extra: &str, more_fields: bool) -> Compiled {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut src = std::fs::read_to_string(root.join("examples/login.clt"))
+        .unwrap()
+        .replace("127.0.0.1:9559", p4runtime);
+    if more_fields {
+        src = src.replace(
+            "trace hop_limit_node_id, interface_ids, queue_depth",
+            "trace hop_limit_node_id, interface_ids, queue_depth, timestamp_secs",
+        );
+    }
+    src.push_str(extra);
+    let compiled = match cltc::compile_source("login.clt", &src) {
+        Ok(c) => c,
+        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    for f in cltc::output::files("login.clt", &compiled.fabric) {
+        let path = dir.join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, f.contents).unwrap();
+        if path.file_name().is_some_and(|n| n == "program.p4") {
+            std::fs::write(
+                path.with_file_name(DEVICE_CONFIG_FILE),
+                b"{\"stand-in\": true}",
+            )
+            .unwrap();
+        }
+    }
+    Compiled::load(dir).unwrap()
+}
+
+const HEALTH: &str = "\npolicy health {\n    domain dc1\n    from server to entry\n    match dst db01::/64 proto udp dport 9000\n}\n";
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Waits (up to 30 s) until the daemon's rollout status satisfies `ok`.
+async fn wait_status(
+    rx: &mut tokio::sync::watch::Receiver<RolloutStatus>,
+    what: &str,
+    ok: impl Fn(&RolloutStatus) -> bool,
+) -> RolloutStatus {
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|s| ok(s)))
+        .await
+        .map(|r| r.map(|s| s.clone()));
+    match got {
+        Ok(Ok(s)) => s,
+        _ => panic!("timed out waiting for {what}: {:?}", rx.borrow()),
+    }
+}
+
+fn router_entries(sw: &FakeSwitch) -> Vec<String> {
+    let mut v: Vec<String> = sw
+        .state()
+        .tables
+        .values()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The pipeline cookie the switch runs.
+fn running_cookie(sw: &FakeSwitch) -> Option<u64> {
+    sw.state()
+        .pipeline
+        .as_ref()
+        .and_then(|p| p.cookie.as_ref())
+        .map(|c| c.cookie)
+}
+
+/// The cookie of the router's pipeline compiled in `dir`.
+fn router_cookie(dir: &Path) -> Option<u64> {
+    let config = Config::from_compiled(dir).unwrap();
+    let d = config.devices.iter().find(|d| d.name == "router").unwrap();
+    Some(DeviceInputs::load(&d.inputs).unwrap().pipeline.cookie)
+}
+
+fn compiled_router(c: &Compiled) -> usize {
+    match &c.nodes["router"] {
+        rollout::Artifact::P4 { entries, .. } => entries.len(),
+        other => panic!("router is {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_keeps_the_fabric_rolled_out() {
+    require_root!();
+    let hosts = Hosts::new();
+    let (sw, addr) = FakeSwitch::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let fabric = work.path().join("fabric");
+    let p4rt = addr.to_string();
+    let v1 = compile_into(&fabric, &p4rt, "", false);
+    let toml = format!(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[rollout]\ncompiled = \"fabric\"\nnetns = {{ entry = \"{}\", server = \"{}\" }}\npoll_secs = 1\nstate_dir = \"state\"\n",
+        hosts.ns["entry"], hosts.ns["server"]
+    );
+    let config = Config::parse(&toml, work.path()).unwrap();
+
+    // 1. At start: the whole fabric, then the router is managed.
+    let daemon = Daemon::start(&config).await.unwrap();
+    let mut status = daemon.rollout.clone().unwrap();
+    let s = wait_status(&mut status, "the first rollout", |s| s.succeeded == 1).await;
+    assert!(!s.failing, "{}", s.last_report);
+    assert_eq!(s.running, Some(rollout::fingerprint(&fabric).unwrap()));
+    assert_eq!(
+        s.last_report
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .count(),
+        6,
+        "{}",
+        s.last_report
+    );
+    assert_eq!(sw.state().tables.len(), compiled_router(&v1));
+    for n in ["entry", "server"] {
+        assert_eq!(hosts.diff(&v1, n), Vec::<String>::new(), "{n}");
+    }
+    let metrics = daemon.metrics_addr.unwrap();
+    common::eventually("the router managed between rollouts", || {
+        http_get(metrics, "/metrics")
+            .contains("clt_controller_device_connected{device=\"router\"} 1")
+    })
+    .await;
+    let m = http_get(metrics, "/metrics");
+    assert!(
+        m.contains("clt_controller_rollouts_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("clt_controller_rollout_steps_total 6"), "{m}");
+    assert!(m.contains("clt_controller_rollout_failing 0"), "{m}");
+
+    // 2. Recompiled in place with a new policy the other way: only the
+    //    difference is rolled out.
+    let v2 = compile_into(&fabric, &p4rt, HEALTH, false);
+    let s = wait_status(&mut status, "the second rollout", |s| s.succeeded == 2).await;
+    assert_eq!(s.running, Some(rollout::fingerprint(&fabric).unwrap()));
+    assert!(
+        s.last_report.contains("apply encap on server"),
+        "{}",
+        s.last_report
+    );
+    assert_eq!(
+        s.last_report
+            .lines()
+            .filter(|l| l.starts_with("ok "))
+            .count(),
+        rollout::steps(Some(&v1), &v2).len(),
+        "only the difference: {}",
+        s.last_report
+    );
+    assert!(
+        s.last_report.contains("remove transit on router"),
+        "{}",
+        s.last_report
+    );
+    assert_eq!(sw.state().tables.len(), compiled_router(&v2));
+    for n in ["entry", "server"] {
+        assert_eq!(hosts.diff(&v2, n), Vec::<String>::new(), "{n}");
+    }
+
+    // 3. A version whose rollout fails (the server's eth0 is gone): every
+    //    node is rolled back to v2, read back; the failure is reported and
+    //    not retried until asked.
+    let server = hosts.ns["server"].clone();
+    ip(&["-n", &server, "link", "set", "eth0", "down"]);
+    ip(&["-n", &server, "link", "set", "eth0", "name", "wrong"]);
+    let entry_before = kernel_snapshot(&hosts.ns["entry"]);
+    let server_before = kernel_snapshot(&server);
+    let router_before = router_entries(&sw);
+    let cookie_before = running_cookie(&sw);
+    assert_eq!(cookie_before, router_cookie(&fabric));
+    let _v3 = compile_into(&fabric, &p4rt, HEALTH, true);
+    let s = wait_status(&mut status, "the failed rollout", |s| s.failed == 1).await;
+    assert!(s.failing);
+    assert!(s.last_report.contains("FAILED"), "{}", s.last_report);
+    assert!(s.last_report.contains("on server"), "{}", s.last_report);
+    assert_eq!(
+        s.running,
+        Some(rollout::fingerprint(&work.path().join("state/current")).unwrap())
+    );
+    // v3 changes the router's program: the rollout pushed it, the
+    // rollback pushed v2's back and reinstalled its entries.
+    assert_ne!(router_cookie(&fabric), cookie_before);
+    assert!(sw.state().set_pipeline_calls >= 3, "v1, v3, v2 again");
+    assert_eq!(running_cookie(&sw), cookie_before);
+    assert_eq!(router_entries(&sw), router_before);
+    assert_eq!(kernel_snapshot(&hosts.ns["entry"]), entry_before);
+    assert_eq!(kernel_snapshot(&server), server_before);
+    let m = http_get(metrics, "/metrics");
+    assert!(
+        m.contains("clt_controller_rollouts_total{result=\"failed\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("clt_controller_rollout_failing 1"), "{m}");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status.borrow().failed, 1, "retried without a change");
+
+    // 4. The interface back and a recheck (SIGHUP): v3 goes through.
+    ip(&["-n", &server, "link", "set", "wrong", "name", "eth0"]);
+    daemon.recheck();
+    let s = wait_status(&mut status, "the retried rollout", |s| s.succeeded == 3).await;
+    assert!(!s.failing, "{}", s.last_report);
+    let v3 = Compiled::load(&fabric).unwrap();
+    for n in ["entry", "server"] {
+        assert_eq!(hosts.diff(&v3, n), Vec::<String>::new(), "{n}");
+    }
+    let running = s.running.clone();
+    daemon.shutdown().await;
+
+    // 5. Restarted: the state directory says v3 runs; nothing to roll out.
+    let daemon = Daemon::start(&config).await.unwrap();
+    let mut status = daemon.rollout.clone().unwrap();
+    let s = wait_status(&mut status, "the restarted daemon", |s| s.running.is_some()).await;
+    assert_eq!(s.running, running);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        status.borrow().succeeded,
+        0,
+        "{}",
+        status.borrow().last_report
+    );
+    daemon.shutdown().await;
+}
