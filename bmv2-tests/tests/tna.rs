@@ -12,9 +12,80 @@ use clt_bmv2_tests::{
     Generated, Ids, compare, examples_dir, find_tool, fixtures_dir, generate_in, ids, run_p4test,
     tna_p4include,
 };
-use cltc::backend::p4::Target;
-use cltc::ir::NodeKind;
+use cltc::backend::p4::textpb::TextMessage;
+use cltc::backend::p4::{self, Target};
+use cltc::ir::{NodeIdx, NodeKind};
 use std::path::Path;
+
+/// A Tofino that decapsulates two domains (no example or fixture has a
+/// decapsulating switch): `small`'s digest fits bf-p4c's learning quanta
+/// (33 + 3 x 4 bytes), `big`'s does not (33 + 5 x 12 bytes).
+const TOFINO_DECAP: &str = r#"
+domain small {
+    namespace 10
+    trace hop_limit_node_id
+    max_hops 3
+    collector 127.0.0.1:7123
+}
+
+domain big {
+    namespace 20
+    trace hop_limit_node_id, interface_ids, queue_depth
+    max_hops 5
+    context w3c
+    collector 127.0.0.1:7123
+}
+
+node entry linux {
+    id 1
+    interface eth0 { id 11 address db01::1/64 mac 02:00:00:00:01:01 }
+}
+
+node sw tofino {
+    id 2
+    p4runtime 127.0.0.1:9559 device 1
+    port 1 { id 21 mac 02:00:00:00:02:01 }
+    port 2 { id 22 mac 02:00:00:00:02:02 }
+}
+
+node server linux {
+    id 3
+    interface eth0 { id 31 address db02::2/64 mac 02:00:00:00:03:01 }
+}
+
+link entry.eth0 -- sw.1
+link sw.2 -- server.eth0
+
+policy to_small {
+    domain small
+    from entry to sw
+    match dst db02::/64 proto tcp dport 443
+}
+
+policy to_big {
+    domain big
+    from entry to sw
+    match dst db02::/64 proto tcp dport 80
+}
+"#;
+
+/// The TNA program of [`TOFINO_DECAP`]'s switch.
+fn tofino_decap() -> Generated {
+    let compiled = cltc::compile_source("tofino_decap.clt", TOFINO_DECAP)
+        .unwrap_or_else(|d| panic!("{}", d.render("tofino_decap.clt", TOFINO_DECAP)));
+    let fabric = compiled.fabric;
+    let sw = fabric
+        .nodes
+        .iter()
+        .position(|n| n.name == "sw")
+        .expect("the switch");
+    Generated {
+        label: "tofino_decap:sw".to_string(),
+        stem: "tofino_decap_sw".to_string(),
+        target: Target::Tna,
+        artifacts: p4::compile(&fabric, NodeIdx(sw as u32), Target::Tna),
+    }
+}
 
 /// The TNA program of every P4 node (tofino and bmv2: the program depends
 /// only on the node's domains and ports) of every example and fixture.
@@ -28,6 +99,10 @@ fn every_tna_program() -> Vec<Generated> {
         all.iter().any(|g| g.label.starts_with("leaf-spine:spine")),
         "the leaf-spine example's tofino spines are missing"
     );
+    // The decapsulating path (Decap controls, digests) on TNA.
+    let decap = tofino_decap();
+    assert!(decap.artifacts.program.contains(".pack(meta.digest_d1)"));
+    all.push(decap);
     all
 }
 
@@ -148,5 +223,78 @@ fn p4test_rejects_a_broken_tna_program() {
     assert!(
         problems.iter().any(|p| p.contains("p4test")),
         "no p4test error: {problems:?}"
+    );
+}
+
+/// bf-p4c's limit on a learning digest (`Device::maxDigestSizeInBytes`,
+/// Tofino 1 and 2), the digest-type selector included.
+const MAX_LEARNING_QUANTA_BYTES: u64 = 48;
+
+/// The learning quanta of each digest of a P4Info, as bf-p4c counts it
+/// before PHV allocation (p4c `backends/tofino/bf-p4c/phv/
+/// parde_phv_constraints.cpp`): the selector (3 bits) and every member
+/// rounded up to whole bytes.
+fn learning_quanta(p4info: &str) -> Vec<(String, u64)> {
+    let info = TextMessage::parse(p4info).expect("cltc's p4info parses");
+    let Some(types) = info.message("type_info") else {
+        return Vec::new();
+    };
+    types
+        .messages("structs")
+        .filter_map(|s| {
+            let name = s.string("key")?.to_string();
+            let bytes: u64 = s
+                .message("value")?
+                .messages("members")
+                .filter_map(|m| {
+                    m.message("type_spec")?
+                        .message("bitstring")?
+                        .message("bit")?
+                        .number("bitwidth")
+                })
+                .map(|bits| bits.div_ceil(8))
+                .sum();
+            Some((name, bytes + 1))
+        })
+        .collect()
+}
+
+/// Every digest of a Tofino node of the examples and fixtures fits bf-p4c's
+/// learning-quanta limit (a Tofino node has a digest only for the domains it
+/// decapsulates). Reasoned from bf-p4c's sources, not compiled: where this
+/// fails, bf-p4c would reject the program.
+#[test]
+fn tofino_digests_fit_a_learning_quanta() {
+    let kinds = [NodeKind::Tofino];
+    let mut tofinos =
+        generate_in(&examples_dir(), "", Target::Tna, &kinds).expect("examples compile");
+    tofinos.extend(
+        generate_in(&fixtures_dir(), "fixture/", Target::Tna, &kinds).expect("fixtures compile"),
+    );
+    assert!(!tofinos.is_empty(), "no tofino node");
+    let too_big: Vec<String> = tofinos
+        .iter()
+        .flat_map(|g| {
+            learning_quanta(&g.artifacts.p4info)
+                .into_iter()
+                .filter(|(_, bytes)| *bytes > MAX_LEARNING_QUANTA_BYTES)
+                .map(move |(name, bytes)| format!("{}: {name}: {bytes} bytes", g.label))
+        })
+        .collect();
+    assert!(
+        too_big.is_empty(),
+        "digests over bf-p4c's {MAX_LEARNING_QUANTA_BYTES} bytes:\n{}",
+        too_big.join("\n")
+    );
+
+    // The count itself, on a switch that decapsulates a small and a large
+    // trace: bf-p4c would take the first and reject the second.
+    let quanta = learning_quanta(&tofino_decap().artifacts.p4info);
+    assert_eq!(
+        quanta,
+        vec![
+            ("trace_digest_d0_t".to_string(), 33 + 12),
+            ("trace_digest_d1_t".to_string(), 33 + 60)
+        ]
     );
 }
