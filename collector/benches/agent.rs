@@ -3,6 +3,10 @@
 //! on a veth pair between two network namespaces, fed by a UDP generator that
 //! marks every datagram with an IOAM trace and CLT ids (IPV6_HOPOPTS).
 //!
+//! Also the own-hop join (captured trace + the sink's ioam6 trace event) on
+//! one core, and, in the capture run, the sink fills its entry and the
+//! agent joins it in from the kernel's events.
+//!
 //! `cargo bench -p clt-collector --bench agent`
 
 // A benchmark binary: failures to set up are panics with a message.
@@ -10,15 +14,18 @@
 
 use std::hint::black_box;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clt_collector::agent::capture::enter_netns;
-use clt_collector::agent::convert::{build_packet, parse_packet};
+use clt_collector::agent::convert::{
+    Parsed, build_packet, node_from_repr, nodes, parse_packet, parse_packet_keyed,
+};
 use clt_collector::agent::report::AgentStats;
+use clt_collector::agent::sink::{Event, Key, SinkJoin};
 use clt_collector::agent::{Sink, spawn_captures};
+use clt_testkit::{Netns, veth};
 use clt_wire::{HopLimitNodeId, InterfaceIds, NodeRepr};
 
 fn node() -> NodeRepr<'static> {
@@ -63,47 +70,89 @@ fn parse_rate() {
     );
 }
 
-fn ip(args: &[&str]) {
-    let ok = Command::new("ip")
-        .args(args)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "ip {}", args.join(" "));
-}
+/// The own-hop join on one core: per packet, the sink's trace event (owned,
+/// as the event thread makes it) and the captured packet parsed with its
+/// key and joined (the event first, as usual), against parse+convert alone.
+fn own_hop_rate() {
+    const N: u64 = 1_000_000;
+    let trace_type = 0xf2_0000;
+    let pkt = build_packet(Some((0xabc, 0xdef)), trace_type, 60, node(), &[0u8; 100]).unwrap();
+    let filled = {
+        let p = clt_wire::PacketRepr::parse(&pkt).unwrap();
+        p.hbh
+            .as_ref()
+            .unwrap()
+            .ioam_trace()
+            .unwrap()
+            .filled()
+            .to_vec()
+    };
+    let sink_node = NodeRepr {
+        hop_limit_node_id: Some(HopLimitNodeId {
+            hop_limit: 63,
+            node_id: 2,
+        }),
+        ..node()
+    };
+    let ty = clt_wire::TraceType::from_bits(trace_type);
+    let mut data = vec![0u8; sink_node.buffer_len(ty)];
+    sink_node.emit(ty, &mut data).unwrap();
+    data.extend_from_slice(&filled);
 
-struct Netns(Vec<String>);
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.0 {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
+    let t = Instant::now();
+    for _ in 0..N {
+        black_box(parse_packet(black_box(&pkt), 1, "node", "eth0").is_ok());
+    }
+    let base = t.elapsed().as_secs_f64();
+    let mut join = SinkJoin::new(100_000_000, 16_384);
+    let mut joined = 0u64;
+    let t = Instant::now();
+    for i in 0..N {
+        join.event(
+            i,
+            Event::from_kernel(123, trace_type << 8, black_box(&data)),
+            &mut |t| {
+                black_box(t);
+            },
+        );
+        let mut key = Key::default();
+        if let Ok(Parsed::Trace(tr)) =
+            parse_packet_keyed(black_box(&pkt), 1, "node", "eth0", Some(&mut key))
+        {
+            join.trace(i, tr, key, &mut |t| {
+                joined += 1;
+                black_box(t);
+            });
         }
     }
+    let full = t.elapsed().as_secs_f64();
+    assert_eq!(joined, N);
+    assert_eq!(join.stats().joined, N);
+    println!(
+        "agent parse+convert+own-hop join: {:>10.0} packets/s; ratio {:.2}x parse+convert ({:.0}/s)",
+        N as f64 / full,
+        full / base,
+        N as f64 / base
+    );
 }
 
 fn capture_rate() {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !root || Command::new("ip").arg("-V").output().is_err() {
-        println!("agent capture: skipped: needs root and iproute2");
+    if let Some(why) = clt_testkit::skip::netns_unavailable() {
+        println!("agent capture: skipped: {why}");
         return;
     }
-    let id = std::process::id();
-    let (a, b) = (format!("cltbencha{id}"), format!("cltbenchb{id}"));
-    let _ns = Netns(vec![a.clone(), b.clone()]);
-    ip(&["netns", "add", &a]);
-    ip(&["netns", "add", &b]);
-    ip(&[
-        "-n", &a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns", &b,
-    ]);
-    ip(&["-n", &a, "addr", "add", "db01::1/64", "dev", "va", "nodad"]);
-    ip(&["-n", &b, "addr", "add", "db01::2/64", "dev", "vb", "nodad"]);
-    ip(&["-n", &a, "link", "set", "va", "up"]);
-    ip(&["-n", &b, "link", "set", "vb", "up"]);
+    let (a, b) = (Netns::new("cltbencha"), Netns::new("cltbenchb"));
+    veth(&a, "va", &b, "vb");
+    a.ip(&["addr", "add", "db01::1/64", "dev", "va", "nodad"]);
+    b.ip(&["addr", "add", "db01::2/64", "dev", "vb", "nodad"]);
+    a.ip(&["link", "set", "va", "up"]);
+    b.ip(&["link", "set", "vb", "up"]);
+    // The sink fills its own entry (and, when the agent listens, raises an
+    // ioam6 trace event per packet), as a real decapsulating node does.
+    b.ip(&["ioam", "namespace", "add", "123"]);
+    b.sysctl("net.ipv6.ioam6_id", "2");
+    b.sysctl("net.ipv6.conf.vb.ioam6_enabled", "1");
+    b.sysctl("net.ipv6.conf.vb.ioam6_id", "21");
     std::thread::sleep(Duration::from_millis(300));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -132,7 +181,7 @@ fn capture_rate() {
     };
     let threads = spawn_captures(
         &["vb".into()],
-        Some(b.clone()),
+        Some(b.name().to_owned()),
         "bench".into(),
         Arc::clone(&stats),
         Sink::Report(tx),
@@ -142,7 +191,7 @@ fn capture_rate() {
 
     // The generator: UDP datagrams from namespace a, each with the HBH header.
     let sent = Arc::new(AtomicU64::new(0));
-    let (gen_ns, gen_sent) = (a.clone(), Arc::clone(&sent));
+    let (gen_ns, gen_sent) = (a.name().to_owned(), Arc::clone(&sent));
     let run = Duration::from_secs(3);
     let generator = std::thread::spawn(move || {
         enter_netns(&gen_ns).unwrap();
@@ -184,7 +233,7 @@ fn capture_rate() {
         collector.core.join_stats().traces_received
     });
     println!(
-        "agent capture on veth ({secs:.1} s): generator {:.0} packets/s; captured {:.0}/s, parsed {:.0} traces/s, reported {:.0}/s; collector received {} of {} sent; kernel drops {}, buffer drops {}, malformed {}",
+        "agent capture on veth ({secs:.1} s): generator {:.0} packets/s; captured {:.0}/s, parsed {:.0} traces/s, reported {:.0}/s; collector received {} of {} sent; kernel drops {}, buffer drops {}, malformed {}; own hop: joined {}, unmatched {}, events {} (lost {}), unavailable {}",
         l(&sent) as f64 / secs,
         l(&stats.packets) as f64 / secs,
         l(&stats.traces) as f64 / secs,
@@ -194,11 +243,56 @@ fn capture_rate() {
         l(&stats.kernel_drops),
         l(&stats.dropped),
         l(&stats.malformed),
+        l(&stats.own_hop_joined),
+        l(&stats.own_hop_unmatched),
+        l(&stats.own_hop_events),
+        l(&stats.own_hop_events_lost),
+        l(&stats.own_hop_unavailable),
     );
     rt.block_on(collector.shutdown(Duration::from_millis(200)));
 }
 
+/// Decoding a 3-hop trace's nodes: `convert::nodes` (one
+/// `TraceRepr::for_each_field` walk) against a `NodeRepr` per hop.
+fn nodes_rate() {
+    const N: u32 = 2_000_000;
+    let mut pkt = build_packet(Some((0xabc, 0xdef)), 0xf2_0000, 60, node(), &[0u8; 100]).unwrap();
+    // Two more hops (the trace starts at 72: IPv6, HBH header, CLT option,
+    // IOAM option header).
+    for _ in 0..2 {
+        let mut t = clt_wire::TracePacket::new_checked(&mut pkt[72..72 + 68]).unwrap();
+        clt_wire::fill_node(&mut t, &node()).unwrap();
+    }
+    let p = clt_wire::PacketRepr::parse(&pkt).unwrap();
+    let trace = p.hbh.as_ref().unwrap().ioam_trace().unwrap();
+    let count = trace.check_entries().unwrap();
+    assert_eq!(count, 3);
+    let t = Instant::now();
+    for _ in 0..N {
+        black_box(nodes(black_box(trace), count));
+    }
+    let walk = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for _ in 0..N {
+        let v: Vec<_> = black_box(trace)
+            .nodes()
+            .rev()
+            .map(|n| node_from_repr(&n))
+            .collect();
+        black_box(v);
+    }
+    let per_hop = t.elapsed().as_secs_f64();
+    println!(
+        "3-hop node decode: for_each_field {:.0} ns, NodeRepr per hop {:.0} ns; ratio {:.2}x",
+        walk * 1e9 / f64::from(N),
+        per_hop * 1e9 / f64::from(N),
+        per_hop / walk
+    );
+}
+
 fn main() {
     parse_rate();
+    nodes_rate();
+    own_hop_rate();
     capture_rate();
 }

@@ -194,6 +194,11 @@ pub struct AgentArgs {
     /// Log the counters every this many seconds (0: never)
     #[arg(long, default_value_t = 10)]
     pub stats_interval_s: u64,
+    /// How long a captured trace waits for this node's ioam6 trace event,
+    /// which carries this node's own entry (0: do not listen; reports then
+    /// lack this node's entry)
+    #[arg(long, default_value_t = 250)]
+    pub own_hop_window_ms: u64,
 }
 
 fn hostname() -> String {
@@ -220,13 +225,17 @@ pub fn agent_main() -> anyhow::Result<()> {
                 (Sink::Report(tx), Some(task))
             }
         };
-        let threads = crate::agent::spawn_captures(
+        let threads = crate::agent::spawn_agent(
             &args.interface,
             args.netns.clone(),
             reporter,
             Arc::clone(&stats),
             sink,
             Arc::clone(&stop),
+            crate::agent::AgentOptions {
+                own_hop_window: Duration::from_millis(args.own_hop_window_ms),
+                ..crate::agent::AgentOptions::default()
+            },
         )?;
         tracing::info!(interfaces = ?args.interface, "capturing");
         let log_stats = |s: &AgentStats| {
@@ -239,6 +248,13 @@ pub fn agent_main() -> anyhow::Result<()> {
                 dropped = l(&s.dropped),
                 kernel_drops = l(&s.kernel_drops),
                 reconnects = l(&s.reconnects),
+                own_hop_unavailable = l(&s.own_hop_unavailable),
+                own_hop_joined = l(&s.own_hop_joined),
+                own_hop_unmatched = l(&s.own_hop_unmatched),
+                own_hop_no_room = l(&s.own_hop_no_room),
+                own_hop_events = l(&s.own_hop_events),
+                own_hop_events_unmatched = l(&s.own_hop_events_unmatched),
+                own_hop_events_lost = l(&s.own_hop_events_lost),
                 "agent counters"
             );
         };

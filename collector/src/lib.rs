@@ -35,6 +35,8 @@ pub enum Error {
     Export(String),
     #[error("capture: {0}")]
     Capture(String),
+    #[error("ioam6 trace events: {0}")]
+    Events(String),
 }
 
 /// Now, in ns since the Unix epoch.

@@ -16,7 +16,6 @@ use clt_proto::ioam_api::ioam_service_client::IoamServiceClient;
 use clt_proto::ioam_api::{IoamNode, IoamTrace, legacy};
 use common::{Receiver, loopback_config};
 use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig;
 
 const TRACE_TYPE: u32 = 0xf2_0000; // node id, interface ids, timestamps, queue depth
 
@@ -128,19 +127,7 @@ async fn sdk_spans_and_ioam_traces_are_joined_and_exported() {
         .unwrap();
 
     // The application: the OpenTelemetry SDK exporting over OTLP/gRPC.
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(format!("http://{}", collector.otlp_grpc))
-        .build()
-        .unwrap();
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(
-            opentelemetry_sdk::Resource::builder_empty()
-                .with_service_name("login-app")
-                .build(),
-        )
-        .build();
+    let provider = common::sdk_provider(collector.otlp_grpc, "login-app");
     let tracer = provider.tracer("login");
     let mut span = tracer.start("GET /login");
     let ctx = span.span_context().clone();

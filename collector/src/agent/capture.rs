@@ -349,3 +349,25 @@ pub fn enter_netns(name: &str) -> Result<(), Error> {
     let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
     if r < 0 { Err(os_err("setns")) } else { Ok(()) }
 }
+
+/// Waits up to `timeout_ms` until `fd` is readable (or has an error
+/// pending); `Ok(false)` on timeout or interruption. For the agent's other
+/// sockets, so that all of its `unsafe` stays in this module.
+pub fn wait_readable(fd: &impl AsRawFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(r > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0)
+}

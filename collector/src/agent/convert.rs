@@ -2,7 +2,9 @@
 
 use clt_proto::clt_api::CltTrace;
 use clt_proto::ioam_api::{IoamNode, IoamTrace, Opaque};
-use clt_wire::{NodeRepr, PacketRepr};
+use clt_wire::{NodeRepr, PacketRepr, TraceField, TraceRepr};
+
+use super::sink::Key;
 
 /// What one packet gave.
 #[derive(Debug)]
@@ -13,7 +15,69 @@ pub enum Parsed {
     NoTrace,
 }
 
-fn node(n: &NodeRepr<'_>) -> IoamNode {
+/// Decodes the filled entries of `trace` (`count` of them, as
+/// [`TraceRepr::check_entries`] counted) into API nodes, the most recent
+/// hop first as the API carries them, with one
+/// [`TraceRepr::for_each_field`] walk (the opaque state through
+/// [`TraceRepr::entries`]).
+pub fn nodes(trace: &TraceRepr<'_>, count: usize) -> Vec<IoamNode> {
+    let mut out = vec![IoamNode::default(); count];
+    let t = trace.trace_type;
+    let narrow_hop_limit = t.contains(TraceField::HopLimitNodeId);
+    trace.for_each_field(|hop, field, v| {
+        // Path order in, most recent first out.
+        let Some(o) = count.checked_sub(hop + 1).and_then(|i| out.get_mut(i)) else {
+            return;
+        };
+        match field {
+            TraceField::HopLimitNodeId => {
+                o.hop_limit = (v >> 24) as u32;
+                o.id = (v & 0xff_ffff) as u32;
+            }
+            TraceField::InterfaceIds => {
+                o.ingress_id = (v >> 16) as u32;
+                o.egress_id = (v & 0xffff) as u32;
+            }
+            TraceField::TimestampSecs => o.timestamp_secs = v as u32,
+            TraceField::TimestampFrac => o.timestamp_frac = v as u32,
+            TraceField::TransitDelay => o.transit_delay = v as u32,
+            TraceField::NamespaceData => o.namespace_data = (v as u32).to_be_bytes().to_vec(),
+            TraceField::QueueDepth => o.queue_depth = v as u32,
+            TraceField::ChecksumComplement => o.csum_comp = v as u32,
+            TraceField::HopLimitNodeIdWide => {
+                if !narrow_hop_limit {
+                    o.hop_limit = (v >> 56) as u32;
+                }
+                o.id_wide = v & 0x00ff_ffff_ffff_ffff;
+            }
+            TraceField::InterfaceIdsWide => {
+                o.ingress_id_wide = (v >> 32) as u32;
+                o.egress_id_wide = v as u32;
+            }
+            TraceField::NamespaceDataWide => o.namespace_data_wide = v.to_be_bytes().to_vec(),
+            TraceField::BufferOccupancy => o.buffer_occupancy = v as u32,
+            TraceField::OpaqueState => {}
+        }
+    });
+    if t.has_opaque_state() {
+        for (hop, e) in trace.entries().enumerate() {
+            let slot = count.checked_sub(hop + 1).and_then(|i| out.get_mut(i));
+            if let (Some(o), Some(s)) = (slot, e.opaque_state()) {
+                o.oss = Some(Opaque {
+                    schema_id: s.schema_id,
+                    data: s.data.to_vec(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// One hop through `NodeRepr` (the straightforward per-hop conversion):
+/// the oracle [`nodes`] is tested against and the baseline it is
+/// benchmarked against (`benches/agent.rs`).
+#[doc(hidden)]
+pub fn node_from_repr(n: &NodeRepr<'_>) -> IoamNode {
     let mut o = IoamNode::default();
     if let Some(h) = n.hop_limit_node_id {
         o.hop_limit = h.hop_limit.into();
@@ -61,6 +125,18 @@ pub fn parse_packet(
     reporter: &str,
     interface: &str,
 ) -> Result<Parsed, clt_wire::Error> {
+    parse_packet_keyed(bytes, capture_time_ns, reporter, interface, None)
+}
+
+/// [`parse_packet`], also filling `key` (when given and the packet has a
+/// trace) with what the node's own trace event is matched on.
+pub fn parse_packet_keyed(
+    bytes: &[u8],
+    capture_time_ns: u64,
+    reporter: &str,
+    interface: &str,
+    key: Option<&mut Key>,
+) -> Result<Parsed, clt_wire::Error> {
     let p = PacketRepr::parse(bytes)?;
     let Some(hbh) = &p.hbh else {
         return Ok(Parsed::NoTrace);
@@ -68,7 +144,13 @@ pub fn parse_packet(
     let Some(trace) = hbh.ioam_trace() else {
         return Ok(Parsed::NoTrace);
     };
-    trace.check_entries()?;
+    if let Some(k) = key {
+        k.namespace = trace.namespace_id;
+        k.trace_type = trace.trace_type.bits();
+        k.filled.clear();
+        k.filled.extend_from_slice(trace.filled());
+    }
+    let count = trace.check_entries()?;
     let (high, low, span) = match hbh.clt() {
         Some(c) => {
             let (h, l) = c.trace_id_high_low();
@@ -82,9 +164,7 @@ pub fn parse_packet(
         span_id: span,
         namespace_id: trace.namespace_id.into(),
         bit_field: trace.trace_type.bits() << 8,
-        // The API carries nodes as the packet does: the most recent hop first;
-        // clt-wire yields path order.
-        nodes: trace.nodes().rev().map(|n| node(&n)).collect(),
+        nodes: nodes(trace, count),
     };
     Ok(Parsed::Trace(Box::new(CltTrace {
         trace: Some(ioam),
@@ -297,5 +377,67 @@ mod tests {
             (l(&stats.packets), l(&stats.malformed), l(&stats.traces)),
             (2, 2, 0)
         );
+    }
+
+    #[test]
+    fn nodes_decode_every_field_of_every_trace_type_like_node_repr() {
+        use clt_wire::{
+            HopLimitNodeIdWide, InterfaceIdsWide, OpaqueState, TracePacket, TraceType, fill_node,
+        };
+        // Every subset of the 13 known fields (2^13 trace types), three hops
+        // with distinct values in every field.
+        let snapshot = [1u8, 2, 3, 4, 5, 6, 7, 8];
+        for mask in 0u32..(1 << 13) {
+            let fields = TraceField::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, f)| f);
+            let t = TraceType::from_fields(fields);
+            let hop = |i: u32| NodeRepr {
+                hop_limit_node_id: Some(HopLimitNodeId {
+                    hop_limit: 64 - i as u8,
+                    node_id: 0x10_0000 + i,
+                }),
+                interface_ids: Some(InterfaceIds {
+                    ingress: 100 + i as u16,
+                    egress: 200 + i as u16,
+                }),
+                timestamp_secs: Some(1_700_000_000 + i),
+                timestamp_frac: Some(10 + i),
+                transit_delay: Some(20 + i),
+                namespace_data: Some(0xdead_0000 + i),
+                queue_depth: Some(30 + i),
+                checksum_complement: Some(40 + i),
+                hop_limit_node_id_wide: Some(HopLimitNodeIdWide {
+                    hop_limit: 32 - i as u8,
+                    node_id: 0x00ab_cdef_0123_4500 + u64::from(i),
+                }),
+                interface_ids_wide: Some(InterfaceIdsWide {
+                    ingress: 0x1_0000 + i,
+                    egress: 0x2_0000 + i,
+                }),
+                namespace_data_wide: Some(0x0102_0304_0506_0700 + u64::from(i)),
+                buffer_occupancy: Some(50 + i),
+                undefined: &[],
+                opaque_state: Some(OpaqueState {
+                    schema_id: 7 + i,
+                    data: &snapshot[..4 * (i as usize % 3)],
+                }),
+            };
+            let per_hop = usize::from(t.node_len()) * 4 + if t.has_opaque_state() { 12 } else { 0 };
+            let size = (per_hop * 3).clamp(4, 244);
+            let mut buf = vec![0u8; 8 + size];
+            let mut view = TracePacket::new_checked(&mut buf[..]).unwrap();
+            TraceRepr::new(9, t, size).unwrap().emit(&mut view).unwrap();
+            for i in 0..3 {
+                fill_node(&mut view, &hop(i)).unwrap();
+            }
+            let view = TracePacket::new_checked(&buf[..]).unwrap();
+            let trace = TraceRepr::parse(&view).unwrap();
+            let count = trace.check_entries().unwrap();
+            let want: Vec<IoamNode> = trace.nodes().rev().map(|n| node_from_repr(&n)).collect();
+            assert_eq!(nodes(&trace, count), want, "trace type {:#08x}", t.bits());
+        }
     }
 }

@@ -22,6 +22,23 @@ pub struct AgentStats {
     pub sent: AtomicU64,
     pub reconnects: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// 1 when the node's trace events are not listened to (unavailable or
+    /// failed): traces are reported as captured, without its own entry.
+    pub own_hop_unavailable: AtomicU64,
+    /// Traces reported with this node's own entry (from its trace event).
+    pub own_hop_joined: AtomicU64,
+    /// Traces whose event said this node found no room (Overflow).
+    pub own_hop_no_room: AtomicU64,
+    /// Traces reported without this node's entry: no event in time.
+    pub own_hop_unmatched: AtomicU64,
+    /// Trace events received.
+    pub own_hop_events: AtomicU64,
+    /// Events no captured trace claimed (traffic this node processed on
+    /// an interface the agent does not capture on).
+    pub own_hop_events_unmatched: AtomicU64,
+    /// Events the kernel dropped (receive-buffer overruns).
+    pub own_hop_events_lost: AtomicU64,
+    pub own_hop_events_malformed: AtomicU64,
 }
 
 /// The capture side's handle: never blocks.

@@ -176,3 +176,25 @@ pub fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
+
+/// The OpenTelemetry SDK as an application uses it: a batch exporter over
+/// OTLP/gRPC to `endpoint`, spans of service `service`.
+pub fn sdk_provider(
+    endpoint: SocketAddr,
+    service: &str,
+) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{endpoint}"))
+        .build()
+        .unwrap();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build()
+}
