@@ -692,19 +692,31 @@ async fn p4_device(dir: &Path, node: &str) -> Result<(Device, crate::Session), S
     Ok((dev, session))
 }
 
-/// The entries of `old`'s P4 node `node` whose key `new` still has: what a
-/// removal step leaves on the device.
+/// The entries of `old`'s P4 node `node` that `new` still has, at least
+/// with another priority: what a removal step leaves on the device.
+///
+/// A ternary entry's priority is part of its key, and cltc numbers a
+/// switch's policy entries in policy order: adding or removing one policy
+/// changes the others' priorities. Such an entry is kept here and replaced
+/// by the apply phase's reconcile (delete then insert, one Write each), so
+/// its policy loses the switch's trace entry for a few milliseconds, not
+/// for the whole rollout between the two phases.
 fn p4_kept(old: &Compiled, new: &Compiled, node: &str) -> Vec<p4::TableEntry> {
     let Some(Artifact::P4 { entries, .. }) = old.nodes.get(node) else {
         return Vec::new();
     };
+    let any_priority = |e: &p4::TableEntry| {
+        let mut e = e.clone();
+        e.priority = 0;
+        reconcile::EntryKey::of(&e)
+    };
     let keep: std::collections::HashSet<reconcile::EntryKey> = match new.nodes.get(node) {
-        Some(Artifact::P4 { entries, .. }) => entries.iter().map(reconcile::EntryKey::of).collect(),
+        Some(Artifact::P4 { entries, .. }) => entries.iter().map(any_priority).collect(),
         _ => Default::default(),
     };
     entries
         .iter()
-        .filter(|e| keep.contains(&reconcile::EntryKey::of(e)))
+        .filter(|e| keep.contains(&any_priority(e)))
         .cloned()
         .collect()
 }

@@ -597,6 +597,12 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     assert!(web_store_on && cache_web_enabled, "IOAM was not enabled");
     assert_encap_last(&log);
     assert!(out.touched().is_subset(&planned), "{:?}", out.touched());
+    // Nothing is removed: the entries whose priority the new policy shifts
+    // are replaced in each switch's apply step.
+    assert!(
+        log.iter().all(|s| s.phase == rollout::Phase::Apply),
+        "{out}"
+    );
     for (what, base, sent, seqs) in [
         ("web -> store (IOAM throughout)", base1, &tx1, &q1),
         ("cache -> web (IOAM from its encap step)", base2, &tx2, &q2),
@@ -689,9 +695,8 @@ fn a_failure_rolls_back_hosts_and_switches() {
     assert!(out.failure.is_none(), "{out}");
 
     // 2. Incremental, failing on a switch: leaf2 stops answering once
-    //    leaf1's first step is verified (the removal phase: spine1 and
-    //    leaf1 have lost the policy entries whose priority v2 changes); both
-    //    go back to v1's entries.
+    //    leaf1's first step is verified; spine1 and leaf1 already hold v2's
+    //    entries (new policy, new priorities) and go back to v1's.
     let (_d2, v2) = compile(&format!("{v1_src}{CACHE_WEB}"), &mut cache);
     let hosts_before = net.hosts();
     let switches_before = switches(&rt, &net, d1.path());
