@@ -10,6 +10,8 @@
 //!   ([`ioam_api::legacy`]) on the same method path.
 //! - [`clt_api`]: CLT's richer report (flow addresses and ports, capture time,
 //!   reporter) around an unchanged [`ioam_api::IoamTrace`].
+//! - [`clt_node`]: the Linux node agent the controller's rollout reaches
+//!   remote Linux nodes through.
 //!
 //! Adding a package (e.g. P4Runtime) is: its `.proto` files in a folder beside
 //! `ioam_api/`, a `compile` call in the freshness test, a module here.
@@ -32,6 +34,12 @@ pub mod ioam_api {
 #[allow(clippy::all, missing_docs, missing_debug_implementations)]
 pub mod clt_api {
     include!("gen/clt_api.rs");
+}
+
+/// The Linux node agent of the controller's rollout, package `clt_node`.
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod clt_node {
+    include!("gen/clt_node.rs");
 }
 
 /// P4Runtime (packages `p4.v1`, `p4.config.v1`, `google.rpc`), written from

@@ -45,6 +45,13 @@ fn generate(out: &Path) {
         .compile_with_config(config(), &[root.join("clt_api/clt_api.proto")], &includes)
         .expect("compile clt_api");
     std::fs::copy(scratch.path().join("clt_api.rs"), out.join("clt_api.rs")).expect("copy clt_api");
+
+    // The Linux node agent of the controller's rollout.
+    tonic_prost_build::configure()
+        .out_dir(out)
+        .emit_rerun_if_changed(false)
+        .compile_with_config(config(), &[root.join("clt_node/clt_node.proto")], &includes)
+        .expect("compile clt_node");
 }
 
 #[test]
