@@ -12,14 +12,19 @@ use clt_bmv2_tests::{
     Generated, Ids, compare, examples_dir, find_tool, fixtures_dir, generate_in, ids, run_p4test,
     tna_p4include,
 };
+use cltc::backend::p4::objects::{
+    MAX_LEARNING_QUANTA_BYTES, learning_quanta_bytes, tna_digest_bytes,
+};
 use cltc::backend::p4::textpb::TextMessage;
 use cltc::backend::p4::{self, Target};
 use cltc::ir::{NodeIdx, NodeKind};
 use std::path::Path;
 
-/// A Tofino that decapsulates two domains (no example or fixture has a
-/// decapsulating switch): `small`'s digest fits bf-p4c's learning quanta
-/// (33 + 3 x 4 bytes), `big`'s does not (33 + 5 x 12 bytes).
+/// A Tofino that decapsulates two domains, each with the largest digest
+/// within bf-p4c's 48-byte learning quanta: 33 bytes (the digest type
+/// included) + 12 bytes of node data, `small` as 3 x 4, `big` as 1 x 12
+/// (three fields). One more hop of either (49 or 57 bytes) is cltc's error
+/// E0032.
 const TOFINO_DECAP: &str = r#"
 domain small {
     namespace 10
@@ -31,7 +36,7 @@ domain small {
 domain big {
     namespace 20
     trace hop_limit_node_id, interface_ids, queue_depth
-    max_hops 5
+    max_hops 1
     context w3c
     collector 127.0.0.1:7123
 }
@@ -226,15 +231,10 @@ fn p4test_rejects_a_broken_tna_program() {
     );
 }
 
-/// bf-p4c's limit on a learning digest (`Device::maxDigestSizeInBytes`,
-/// Tofino 1 and 2), the digest-type selector included.
-const MAX_LEARNING_QUANTA_BYTES: u64 = 48;
-
 /// The learning quanta of each digest of a P4Info, as bf-p4c counts it
-/// before PHV allocation (p4c `backends/tofino/bf-p4c/phv/
-/// parde_phv_constraints.cpp`): the selector (3 bits) and every member
-/// rounded up to whole bytes.
-fn learning_quanta(p4info: &str) -> Vec<(String, u64)> {
+/// (cltc's `learning_quanta_bytes`, the count cltc's E0032 uses), from the
+/// digest structs the P4Info declares.
+fn learning_quanta(p4info: &str) -> Vec<(String, u32)> {
     let info = TextMessage::parse(p4info).expect("cltc's p4info parses");
     let Some(types) = info.message("type_info") else {
         return Vec::new();
@@ -243,7 +243,7 @@ fn learning_quanta(p4info: &str) -> Vec<(String, u64)> {
         .messages("structs")
         .filter_map(|s| {
             let name = s.string("key")?.to_string();
-            let bytes: u64 = s
+            let widths: Vec<u32> = s
                 .message("value")?
                 .messages("members")
                 .filter_map(|m| {
@@ -252,9 +252,9 @@ fn learning_quanta(p4info: &str) -> Vec<(String, u64)> {
                         .message("bit")?
                         .number("bitwidth")
                 })
-                .map(|bits| bits.div_ceil(8))
-                .sum();
-            Some((name, bytes + 1))
+                .map(|bits| u32::try_from(bits).expect("a member width fits u32"))
+                .collect();
+            Some((name, learning_quanta_bytes(widths)))
         })
         .collect()
 }
@@ -287,14 +287,41 @@ fn tofino_digests_fit_a_learning_quanta() {
         too_big.join("\n")
     );
 
-    // The count itself, on a switch that decapsulates a small and a large
-    // trace: bf-p4c would take the first and reject the second.
+    // The count itself, on a switch that decapsulates two traces with the
+    // most node data a digest can hold (12 bytes: node data comes in
+    // 4-byte units and 33 + 16 > 48), the same as cltc's count.
     let quanta = learning_quanta(&tofino_decap().artifacts.p4info);
     assert_eq!(
         quanta,
         vec![
             ("trace_digest_d0_t".to_string(), 33 + 12),
-            ("trace_digest_d1_t".to_string(), 33 + 60)
+            ("trace_digest_d1_t".to_string(), 33 + 12)
         ]
     );
+    assert_eq!(quanta[0].1, tna_digest_bytes(12));
+    assert!(tna_digest_bytes(12 + 4) > MAX_LEARNING_QUANTA_BYTES);
+}
+
+/// One more hop of either domain of [`TOFINO_DECAP`] and cltc refuses the
+/// switch (E0032): what bf-p4c would reject never reaches it.
+#[test]
+fn cltc_refuses_a_tofino_digest_over_the_learning_quanta() {
+    for (from, to) in [
+        ("max_hops 3", "max_hops 4"),
+        ("max_hops 1\n    context w3c", "max_hops 2\n    context w3c"),
+    ] {
+        let src = TOFINO_DECAP.replacen(from, to, 1);
+        assert_ne!(src, TOFINO_DECAP, "{from} not in the source");
+        let diags = match cltc::compile_source("tofino_decap.clt", &src) {
+            Ok(_) => panic!("{to}: compiles"),
+            Err(d) => d,
+        };
+        let codes: Vec<&str> = diags.errors().map(|d| d.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            ["E0032"],
+            "{to}: {}",
+            diags.render("tofino_decap.clt", &src)
+        );
+    }
 }

@@ -104,6 +104,12 @@ pub enum Code {
     E0030SameEnds,
     /// Two domains with the same IOAM-Namespace-ID.
     E0031DuplicateNamespace,
+    /// A Tofino decapsulates a domain whose trace does not fit a TNA
+    /// learning digest (bf-p4c: 48 bytes).
+    E0032DigestTooLarge,
+    /// A Tofino decapsulates a domain whose number does not fit the 3-bit
+    /// TNA digest type.
+    E0033DigestType,
     /// A node kind cannot fill a traced field (it writes all-ones).
     W0001CannotFill,
     /// A schema without `opaque_state` in the trace, or the reverse.
@@ -147,6 +153,8 @@ impl Code {
             Code::E0028DuplicatePrefix => "E0028",
             Code::E0030SameEnds => "E0030",
             Code::E0031DuplicateNamespace => "E0031",
+            Code::E0032DigestTooLarge => "E0032",
+            Code::E0033DigestType => "E0033",
             Code::W0001CannotFill => "W0001",
             Code::W0002Schema => "W0002",
             Code::W0003DstNotAtTo => "W0003",

@@ -142,6 +142,7 @@ pub fn check(file: &ast::File, diags: &mut Diagnostics) -> Option<Model> {
         graph,
     };
     cx.roles_and_sizes(file, &mut model);
+    cx.tofino_digests(file, &model);
     cx.routes(&mut model);
     cx.mtu_checks(file, &model);
     if cx.diags.errors().count() > before {
@@ -1501,6 +1502,84 @@ impl Cx<'_> {
                             .hint("the field keeps its place in the trace; drop it if no node can fill it"),
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// E0032, E0033: a Tofino reports the traces of the domains it
+    /// decapsulates with TNA learning digests (`p4src/README.md`, "How TNA
+    /// differs"). bf-p4c refuses a digest over 48 bytes (E0032: 33 bytes of
+    /// ids and header fields plus the node data), and the digest type, the
+    /// domain's number on the node, has 3 bits (E0033: only the node's first
+    /// 7 domains, in declaration order, can report). The sizes come from the
+    /// P4 backend's own digest layout (`objects::tna_digest_bytes`).
+    fn tofino_digests(&mut self, file: &ast::File, m: &Model) {
+        use crate::backend::p4::objects::{
+            MAX_LEARNING_QUANTA_BYTES, MAX_TNA_DIGEST_TYPE, tna_digest_bytes,
+        };
+        for n in m.nodes.iter().filter(|n| n.kind == NodeKind::Tofino) {
+            // The node's domains in the P4 backend's order: the domain
+            // number is the position + 1 (`layout::domains_of`).
+            for (i, &idx) in n.domains.iter().enumerate() {
+                let Some(role) = n.roles.iter().find(|r| {
+                    r.role == Role::Decap && m.policies[r.policy.0 as usize].domain == idx
+                }) else {
+                    continue;
+                };
+                let policy = &m.policies[role.policy.0 as usize];
+                let d = &m.domains[idx.0 as usize];
+                let number = i + 1;
+                if number > usize::from(MAX_TNA_DIGEST_TYPE) {
+                    self.push(
+                        err(
+                            Code::E0033DigestType,
+                            n.span,
+                            format!(
+                                "tofino node `{}` decapsulates domain `{}` (policy `{}`), its domain number {number}: a TNA digest type holds 1 to {MAX_TNA_DIGEST_TYPE}",
+                                n.name, d.name, policy.name
+                            ),
+                        )
+                        .related(d.span, format!("domain number {number} of `{}`", n.name))
+                        .hint(format!(
+                            "a tofino node reports only its first {MAX_TNA_DIGEST_TYPE} domains (in declaration order): declare `{}` among the first {MAX_TNA_DIGEST_TYPE} domains `{}` takes part in, or make a bmv2 or linux node the `to` of policy `{}`",
+                            d.name, n.name, policy.name
+                        )),
+                    );
+                }
+                let Some(src) = self.domain_src(file, idx) else {
+                    continue;
+                };
+                // E0014 (or the trace's own error) already covers these.
+                let prealloc = u32::from(d.max_hops) * u32::from(d.per_hop_len);
+                if !src.valid_trace || prealloc > MAX_PREALLOC {
+                    continue;
+                }
+                let bytes = tna_digest_bytes(prealloc);
+                if bytes > MAX_LEARNING_QUANTA_BYTES {
+                    let fit = (MAX_LEARNING_QUANTA_BYTES - tna_digest_bytes(0))
+                        / u32::from(d.per_hop_len).max(1);
+                    let fewer = if fit == 0 {
+                        "trace fewer fields".to_string()
+                    } else {
+                        format!("trace fewer fields or set `max_hops {fit}` or less")
+                    };
+                    self.push(
+                        err(
+                            Code::E0032DigestTooLarge,
+                            src.trace_span,
+                            format!(
+                                "tofino node `{}` decapsulates domain `{}` (policy `{}`): its learning digest would be {bytes} bytes ({} + {prealloc} bytes of node data, {} hops x {} bytes), more than bf-p4c's {MAX_LEARNING_QUANTA_BYTES}",
+                                n.name, d.name, policy.name, tna_digest_bytes(0), d.max_hops, d.per_hop_len
+                            ),
+                        )
+                        .related(n.span, "the decapsulating tofino node")
+                        .hint(format!(
+                            "a Tofino reports at most {} bytes of node data: {fewer}, or make a bmv2 or linux node the `to` of policy `{}`",
+                            (MAX_LEARNING_QUANTA_BYTES - tna_digest_bytes(0)) / 4 * 4,
+                            policy.name
+                        )),
+                    );
                 }
             }
         }

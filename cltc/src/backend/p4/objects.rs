@@ -350,6 +350,12 @@ pub fn digest_struct(d: &DomainLayout) -> String {
 
 /// The members of a domain's digest struct, in declaration order.
 pub fn digest_members(d: &DomainLayout) -> Vec<(&'static str, u32)> {
+    digest_members_for(d.data_len())
+}
+
+/// The members of the digest struct of a domain with `data_len` bytes of
+/// pre-allocated node data, in declaration order.
+pub fn digest_members_for(data_len: u32) -> Vec<(&'static str, u32)> {
     vec![
         ("namespace_id", 16),
         ("trace_type", 24),
@@ -358,8 +364,36 @@ pub fn digest_members(d: &DomainLayout) -> Vec<(&'static str, u32)> {
         ("has_context", 1),
         ("trace_id", 128),
         ("span_id", 64),
-        ("node_data", d.data_len() * 8),
+        ("node_data", data_len * 8),
     ]
+}
+
+/// bf-p4c's limit on a learning digest (`Device::maxDigestSizeInBytes`,
+/// Tofino 1 and 2), the digest-type selector included.
+pub const MAX_LEARNING_QUANTA_BYTES: u32 = 48;
+
+/// The largest TNA digest type: `ig_dprsr_md.digest_type` is 3 bits and 0
+/// means "no digest". A TNA program's digest type is the domain's number
+/// (`meta.domain`, [`DomainLayout::number`]), so a Tofino reports only its
+/// first 7 domains.
+pub const MAX_TNA_DIGEST_TYPE: u8 = 7;
+
+/// The learning quanta of a digest whose members are `widths` bits wide, as
+/// bf-p4c counts it before PHV allocation (p4c `backends/tofino/bf-p4c/phv/
+/// parde_phv_constraints.cpp`): the digest-type selector (one byte) and
+/// every member rounded up to whole bytes.
+pub fn learning_quanta_bytes(widths: impl IntoIterator<Item = u32>) -> u32 {
+    1 + widths.into_iter().map(|bits| bits.div_ceil(8)).sum::<u32>()
+}
+
+/// The learning quanta of the TNA digest of a domain with `data_len` bytes
+/// of node data (33 + `data_len`): what [`MAX_LEARNING_QUANTA_BYTES`] limits.
+pub fn tna_digest_bytes(data_len: u32) -> u32 {
+    learning_quanta_bytes(
+        digest_members_for(data_len)
+            .into_iter()
+            .map(|(_, bits)| bits),
+    )
 }
 
 /// Bob Jenkins' one-at-a-time hash, as p4c uses it for ids without `@id`.
@@ -450,5 +484,14 @@ mod tests {
             assert_eq!(r.id >> 24, PREFIX_REGISTER);
         }
         assert_eq!(o.alias("CltIngress.ipv6_route"), "ipv6_route");
+    }
+
+    #[test]
+    fn a_tna_digest_is_33_bytes_plus_the_node_data() {
+        assert_eq!(learning_quanta_bytes([3, 8, 9]), 1 + 1 + 1 + 2);
+        assert_eq!(tna_digest_bytes(0), 33);
+        // The most node data a Tofino can report: 12 bytes (3 x 4).
+        assert_eq!(tna_digest_bytes(12), MAX_LEARNING_QUANTA_BYTES - 3);
+        assert!(tna_digest_bytes(16) > MAX_LEARNING_QUANTA_BYTES);
     }
 }

@@ -583,7 +583,8 @@ fn decap_dispatch(cx: &Context<'_>) -> String {
 }
 
 /// TNA: one Digest instance per domain; its digest type is the domain number
-/// (so at most 7 domains report on one Tofino). No `@id`: bf-p4c ignores it
+/// (so only a Tofino's first 7 domains can report,
+/// `objects::MAX_TNA_DIGEST_TYPE`; cltc's E0033 refuses others). No `@id`: bf-p4c ignores it
 /// on TNA externs and numbers them by name (`objects::tna_extern_id`).
 fn tna_digests(cx: &Context<'_>) -> String {
     let mut s = String::new();
