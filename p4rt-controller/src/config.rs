@@ -34,6 +34,11 @@
 //! insertion = "auto"              # route, socket or auto
 //! poll_secs = 2                   # how often `compiled` is checked
 //! state_dir = "/var/lib/clt-controller"  # the fabric last rolled out
+//! agents = { db = "[2001:db8:ff::21]:7443" }  # Linux nodes elsewhere
+//! [rollout.agent_tls]             # required with agents
+//! ca = "agents-ca.pem"
+//! cert = "controller.pem"
+//! key = "controller.key"
 //! ```
 //!
 //! `docs/rollout.md` describes what the daemon does with `[rollout]`.
@@ -78,6 +83,14 @@ pub struct RolloutConfig {
     /// of its own under the system's temporary directory, removed on exit.
     #[serde(default)]
     pub state_dir: Option<PathBuf>,
+    /// Linux nodes on other machines: node -> its `clt-node-agent`
+    /// (`host:port`).
+    #[serde(default)]
+    pub agents: std::collections::BTreeMap<String, String>,
+    /// TLS to the agents (required with `agents`): the CA that signed
+    /// their certificates, the daemon's client certificate and key.
+    #[serde(default)]
+    pub agent_tls: Option<TlsOptions>,
 }
 
 fn default_insertion() -> String {
@@ -363,6 +376,17 @@ impl Config {
                 r.insertion
                     .parse::<clt_linux::Insertion>()
                     .map_err(|e| Error::Config(format!("rollout: insertion: {e}")))?;
+                if !r.agents.is_empty() && r.agent_tls.is_none() {
+                    return Err(Error::Config(
+                        "rollout: agents need [rollout.agent_tls] (agents are reached over TLS only)"
+                            .to_string(),
+                    ));
+                }
+                if let Some(t) = &mut r.agent_tls {
+                    t.ca = base.join(&t.ca);
+                    t.cert = t.cert.as_ref().map(|p| base.join(p));
+                    t.key = t.key.as_ref().map(|p| base.join(p));
+                }
                 Some(r)
             }
             None => None,

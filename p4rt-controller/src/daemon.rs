@@ -273,6 +273,21 @@ impl RolloutTask {
                 .collect::<HashMap<_, _>>(),
             dry_run: false,
             insertion,
+            agents: match &self.config.agent_tls {
+                Some(tls) => self
+                    .config
+                    .agents
+                    .iter()
+                    .map(|(node, address)| {
+                        let agent = crate::node_agent::AgentAddr {
+                            address: address.clone(),
+                            tls: tls.clone(),
+                        };
+                        (node.clone(), agent)
+                    })
+                    .collect(),
+                None => HashMap::new(),
+            },
         };
         let poll = Duration::from_secs(self.config.poll_secs);
         // The version a previous run of the daemon left running.

@@ -21,6 +21,7 @@ pub mod error;
 pub mod forward;
 pub mod inputs;
 pub mod metrics;
+pub mod node_agent;
 pub mod p4info;
 pub mod proto;
 pub mod reconcile;

@@ -75,6 +75,19 @@ enum Command {
         /// Linux IOAM insertion: route, socket or auto.
         #[arg(long, default_value = "auto")]
         insertion: String,
+        /// Linux nodes on other machines, through their node agent
+        /// (`clt-node-agent`): `node=host:port,...`.
+        #[arg(long, value_delimiter = ',')]
+        agent: Vec<String>,
+        /// With --agent: the CA that signed the agents' certificates (each
+        /// must name its node).
+        #[arg(long, requires = "agent")]
+        agent_ca: Option<PathBuf>,
+        /// With --agent: the controller's client certificate and key.
+        #[arg(long, requires = "agent_key")]
+        agent_cert: Option<PathBuf>,
+        #[arg(long, requires = "agent_cert")]
+        agent_key: Option<PathBuf>,
     },
     /// Show the difference between two compiled fabrics, per node.
     Plan { old: PathBuf, new: PathBuf },
@@ -120,6 +133,37 @@ fn selected<'a>(
     Ok(devices)
 }
 
+/// `node=host:port` pairs and the TLS they share.
+fn parse_agents(
+    pairs: &[String],
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<std::collections::HashMap<String, clt_controller::node_agent::AgentAddr>> {
+    let mut out = std::collections::HashMap::new();
+    for p in pairs.iter().filter(|p| !p.is_empty()) {
+        let Some((node, address)) = p.split_once('=') else {
+            bail!("--agent {p}: expected node=host:port");
+        };
+        let Some(ca) = ca.clone() else {
+            bail!("--agent needs --agent-ca: agents are reached over TLS only");
+        };
+        out.insert(
+            node.to_string(),
+            clt_controller::node_agent::AgentAddr {
+                address: address.to_string(),
+                tls: clt_controller::connect::TlsOptions {
+                    ca,
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    domain: None,
+                },
+            },
+        );
+    }
+    Ok(out)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -131,6 +175,10 @@ async fn main() -> Result<()> {
             netns_map,
             dry_run,
             insertion,
+            agent,
+            agent_ca,
+            agent_cert,
+            agent_key,
         } => {
             use clt_controller::rollout;
             let new = rollout::Compiled::load(&compiled)?;
@@ -143,6 +191,7 @@ async fn main() -> Result<()> {
                 netns: rollout::parse_netns_map(&netns_map)?,
                 dry_run,
                 insertion: insertion.parse()?,
+                agents: parse_agents(&agent, agent_ca, agent_cert, agent_key)?,
             };
             let outcome = rollout::run(old.as_ref(), &new, &opts, |_| {}).await;
             print!("{outcome}");

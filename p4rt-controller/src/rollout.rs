@@ -509,6 +509,9 @@ pub struct Options {
     /// listing is [`dry_run_text`]).
     pub dry_run: bool,
     pub insertion: clt_linux::Insertion,
+    /// Linux node name -> its node agent (`clt-node-agent`), for nodes on
+    /// other machines; takes precedence over `netns`.
+    pub agents: HashMap<String, crate::node_agent::AgentAddr>,
 }
 
 /// A step made and verified.
@@ -527,6 +530,9 @@ enum Undo {
     /// The inverses, in the order to run them, and the changes that have
     /// none (reported if a rollback needs them).
     Linux(Vec<Change>, Vec<String>),
+    /// A node reached through its agent: the token its inverses are kept
+    /// under (empty: nothing changed), and the changes that have none.
+    Remote(String, Vec<String>),
     P4(P4Before),
 }
 
@@ -606,7 +612,7 @@ fn linux_of<'a>(c: Option<&'a Compiled>, node: &str) -> Option<&'a LinuxPlan> {
 /// Applies `plan` (or tears it down) in the node's namespace, checks that a
 /// second diff is empty, and returns the changes made with the names needed
 /// to undo them.
-fn linux_step(
+pub(crate) fn linux_step(
     netns: Option<String>,
     plan: LinuxPlan,
     teardown: bool,
@@ -656,7 +662,7 @@ fn linux_step(
 /// The changes a Linux step made, their inverses, and what has none.
 type LinuxDone = (Vec<Change>, Vec<Change>, Vec<String>);
 
-fn linux_undo(netns: Option<String>, undo: Vec<Change>) -> Result<(), clt_linux::Error> {
+pub(crate) fn linux_undo(netns: Option<String>, undo: Vec<Change>) -> Result<(), clt_linux::Error> {
     clt_linux::netns::run_in(netns.as_deref(), move || {
         let nl = clt_linux::nl::Netlink::open()?;
         lplan::execute(&nl, &undo)
@@ -863,6 +869,23 @@ pub async fn run(
             };
             match work {
                 None => Err("no Linux plan for this node".to_string()),
+                Some((plan, teardown)) if opts.agents.contains_key(&step.node) => {
+                    let agent = &opts.agents[&step.node];
+                    crate::node_agent::remote_step(
+                        &step.node,
+                        agent,
+                        &plan,
+                        teardown,
+                        opts.insertion,
+                    )
+                    .await
+                    .map(|(changes, token, cannot)| Done {
+                        step: step.clone(),
+                        changes,
+                        elapsed: started.elapsed(),
+                        undo: Undo::Remote(token, cannot),
+                    })
+                }
                 Some((plan, teardown)) => {
                     let lo = lopts.clone();
                     let r = tokio::task::spawn_blocking(move || linux_step(ns, plan, teardown, lo))
@@ -936,6 +959,20 @@ async fn rollback(
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+            Undo::Remote(token, cannot) => {
+                errors.extend(
+                    cannot
+                        .iter()
+                        .map(|c| format!("{}: cannot undo {c}", d.step)),
+                );
+                match opts.agents.get(&d.step.node) {
+                    Some(agent) if !token.is_empty() => {
+                        crate::node_agent::remote_undo(&d.step.node, agent, token).await
+                    }
+                    Some(_) => Ok(()),
+                    None => Err("no agent for this node any more".to_string()),
+                }
             }
             Undo::P4(_) => {
                 let Some(before) = p4_first.remove(d.step.node.as_str()) else {

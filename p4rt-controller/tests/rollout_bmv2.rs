@@ -358,6 +358,7 @@ impl Net {
             netns: self.ns.clone(),
             dry_run: false,
             insertion: clt_linux::Insertion::Auto,
+            ..Default::default()
         }
     }
 

@@ -322,3 +322,32 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     );
     daemon.shutdown().await;
 }
+
+#[test]
+fn the_rollout_section_is_checked_and_resolved() {
+    let text = "[rollout]\ncompiled = \"out/fabric\"\nstate_dir = \"state\"\nagents = { db = \"[2001:db8::21]:7443\" }\n[rollout.agent_tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"/k.pem\"\n";
+    let config = Config::parse(text, Path::new("/etc/clt")).unwrap();
+    let r = config.rollout.unwrap();
+    assert_eq!(r.compiled, Path::new("/etc/clt/out/fabric"));
+    assert_eq!(r.state_dir.as_deref(), Some(Path::new("/etc/clt/state")));
+    assert_eq!((r.insertion.as_str(), r.poll_secs), ("auto", 2));
+    assert_eq!(r.agents["db"], "[2001:db8::21]:7443");
+    let tls = r.agent_tls.unwrap();
+    assert_eq!(tls.ca, Path::new("/etc/clt/ca.pem"));
+    assert_eq!(tls.key.as_deref(), Some(Path::new("/k.pem")));
+    for (bad, why) in [
+        ("[rollout]\ncompiled = \"x\"\npoll_secs = 0\n", "poll_secs"),
+        (
+            "[rollout]\ncompiled = \"x\"\ninsertion = \"tunnel\"\n",
+            "insertion",
+        ),
+        (
+            "[rollout]\ncompiled = \"x\"\nagents = { db = \"h:1\" }\n",
+            "agent_tls",
+        ),
+        ("[rollout]\ncompiled = \"x\"\nbogus = 1\n", "unknown field"),
+    ] {
+        let err = Config::parse(bad, Path::new("/")).unwrap_err().to_string();
+        assert!(err.contains(why), "{err:?} should say {why:?}");
+    }
+}

@@ -81,6 +81,7 @@ impl Fabric {
             netns: self.ns.clone(),
             dry_run: false,
             insertion: clt_linux::Insertion::Auto,
+            ..Default::default()
         }
     }
 

@@ -165,6 +165,7 @@ fn options(hosts: &Hosts) -> Options {
         netns: hosts.ns.clone(),
         dry_run: false,
         insertion: clt_linux::Insertion::Auto,
+        ..Default::default()
     }
 }
 
