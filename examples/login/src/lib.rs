@@ -33,7 +33,19 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use load::{EntryConfig, INTERRUPTED, Sample};
-use topology::{Congestion, Topology};
+use topology::{Congestion, RouterKind, Topology};
+
+/// `--router`: which router to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouterChoice {
+    /// bmv2 when simple_switch_grpc, p4c-bm2-ss and ethtool are on PATH,
+    /// else Linux
+    Auto,
+    /// The Linux kernel
+    Linux,
+    /// simple_switch_grpc (fails when a tool is missing)
+    Bmv2,
+}
 
 /// The login use case end to end (needs root).
 #[derive(Debug, Clone, Parser)]
@@ -51,7 +63,11 @@ pub struct Args {
     /// Where the CSV, plots, summary and span go
     #[arg(long, default_value = "out/login-demo")]
     pub out: PathBuf,
-    /// The policy (default: the built-in examples/login/login.clt)
+    /// The router: bmv2 (simple_switch_grpc) or the Linux kernel
+    #[arg(long, value_enum, default_value_t = RouterChoice::Auto)]
+    pub router: RouterChoice,
+    /// The policy (default: the built-in examples/login/login.clt, or
+    /// login-bmv2.clt for the bmv2 router)
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// Token-bucket rate of the congested link, kbit/s
@@ -60,15 +76,38 @@ pub struct Args {
     /// Token-bucket queue limit, bytes (queueing delay ~ limit / rate)
     #[arg(long, default_value_t = Congestion::default().limit_bytes)]
     pub tbf_limit_bytes: u32,
-    /// Bulk TCP flows that fill the shaped queue while congested
-    #[arg(long, default_value_t = Congestion::default().flows)]
-    pub bulk_flows: u32,
+    /// Bulk TCP flows that fill the shaped queue while congested (default:
+    /// 12 with the linux router, 48 with bmv2)
+    #[arg(long)]
+    pub bulk_flows: Option<u32>,
+    /// Nice value of the telemetry threads (the agent's and the
+    /// collector's), so that they yield the CPU to the requests they
+    /// measure; 0 runs them at the application's priority
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub telemetry_nice: i32,
     /// Skip the second run (off, on, off without congestion)
     #[arg(long)]
     pub no_overhead_run: bool,
 }
 
 impl Args {
+    /// The router `--router` asks for, here.
+    pub fn router_kind(&self) -> Result<RouterKind> {
+        let missing = topology::missing_bmv2_tool();
+        Ok(match (self.router, missing) {
+            (RouterChoice::Linux, _) => RouterKind::Linux,
+            (RouterChoice::Bmv2, None) => RouterKind::Bmv2,
+            (RouterChoice::Bmv2, Some(tool)) => {
+                bail!("--router bmv2 needs `{tool}` on PATH")
+            }
+            (RouterChoice::Auto, None) => RouterKind::Bmv2,
+            (RouterChoice::Auto, Some(tool)) => {
+                eprintln!("router: linux (`{tool}` is not on PATH for the bmv2 router)");
+                RouterKind::Linux
+            }
+        })
+    }
+
     pub fn phase(&self) -> Duration {
         Duration::from_secs(if self.short {
             5
@@ -76,12 +115,6 @@ impl Args {
             self.phase_secs.max(1)
         })
     }
-}
-
-/// Whether `tool` is an executable file on `PATH`.
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// Whether this process may build namespaces: effective uid 0.
@@ -211,12 +244,15 @@ impl<T> Drop for Host<T> {
     }
 }
 
-/// The collector's in-process handle, run in the `obs` namespace.
+/// The collector's in-process handle, run in the `obs` namespace at
+/// `nice`.
 fn collector_host(
     cfg: clt_collector::Config,
+    nice: i32,
     ready: mpsc::Sender<Result<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<clt_collector::JoinStats> {
+    set_nice(nice)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -237,15 +273,28 @@ fn collector_host(
     })
 }
 
-/// What ran on the server host: the HTTPS server, the bulk sink and the
-/// IOAM agent, whose counters it returns.
+/// Sets the calling thread's nice value (threads it spawns inherit it).
+fn set_nice(nice: i32) -> Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // "/proc/thread-self" is "<pid>/task/<tid>".
+    let link = std::fs::read_link("/proc/thread-self").context("reading /proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|t| t.to_str())
+        .context("no thread id in /proc/thread-self")?
+        .to_string();
+    topology::run(&["renice", "-n", &nice.to_string(), "-p", &tid])
+}
+
+/// What runs on the server host for the application: the HTTPS server and
+/// the bulk sink.
 fn server_host(
-    netns: String,
     identity: https::Identity,
-    agent_endpoint: String,
     ready: mpsc::Sender<Result<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<Arc<AgentStats>> {
+) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -256,22 +305,10 @@ fn server_host(
             let d = tokio::net::TcpListener::bind("[::]:5001").await?;
             let srv = tokio::spawn(https::serve(l, identity));
             let sink = tokio::spawn(https::discard(d));
-            let stats = Arc::new(AgentStats::default());
-            let (tx, report) = agent::report::start(agent_endpoint, 1 << 16, Arc::clone(&stats));
-            let stop_capture = Arc::new(AtomicBool::new(false));
-            let captures = agent::spawn_captures(
-                &["eth0".to_string()],
-                Some(netns),
-                "server".into(),
-                Arc::clone(&stats),
-                Sink::Report(tx),
-                Arc::clone(&stop_capture),
-            )
-            .map_err(|e| anyhow::anyhow!("agent: {e}"))?;
-            anyhow::Ok((srv, sink, stats, report, stop_capture, captures))
+            anyhow::Ok((srv, sink))
         }
         .await;
-        let (srv, sink, stats, report, stop_capture, captures) = match started {
+        let (srv, sink) = match started {
             Ok(v) => {
                 let _ = ready.send(Ok(()));
                 v
@@ -284,6 +321,46 @@ fn server_host(
         let _ = stop.await;
         srv.abort();
         sink.abort();
+        Ok(())
+    })
+}
+
+/// The IOAM agent on the server host (its own threads, at `nice`): it
+/// returns its counters.
+fn agent_host(
+    netns: String,
+    agent_endpoint: String,
+    nice: i32,
+    ready: mpsc::Sender<Result<()>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<Arc<AgentStats>> {
+    set_nice(nice)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let stats = Arc::new(AgentStats::default());
+        let (tx, report) = agent::report::start(agent_endpoint, 1 << 16, Arc::clone(&stats));
+        let stop_capture = Arc::new(AtomicBool::new(false));
+        let captures = match agent::spawn_captures(
+            &["eth0".to_string()],
+            Some(netns),
+            "server".into(),
+            Arc::clone(&stats),
+            Sink::Report(tx),
+            Arc::clone(&stop_capture),
+        ) {
+            Ok(c) => {
+                let _ = ready.send(Ok(()));
+                c
+            }
+            Err(e) => {
+                let _ = ready.send(Err(anyhow::anyhow!("agent: {e}")));
+                bail!("the agent did not start");
+            }
+        };
+        let _ = stop.await;
         stop_capture.store(true, Ordering::Relaxed);
         for t in captures {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -301,15 +378,18 @@ pub struct Outcome {
     pub join: clt_collector::JoinStats,
     pub agent_traces: u64,
     pub files: Vec<PathBuf>,
+    pub router: RouterKind,
 }
 
 /// Builds the fabric, runs the experiment, tears it down, writes the outputs.
 pub fn run(args: &Args) -> Result<Outcome> {
-    let src = match &args.policy {
-        Some(p) => {
+    let router = args.router_kind()?;
+    let src = match (&args.policy, router) {
+        (Some(p), _) => {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
         }
-        None => topology::POLICY.to_string(),
+        (None, RouterKind::Linux) => topology::POLICY.to_string(),
+        (None, RouterKind::Bmv2) => topology::POLICY_BMV2.to_string(),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -317,13 +397,15 @@ pub fn run(args: &Args) -> Result<Outcome> {
     let _ = std::fs::remove_file(&store_path);
     let identity = https::Identity::generate()?;
 
-    if which("simple_switch_grpc") {
-        eprintln!(
-            "note: simple_switch_grpc is installed, but the bmv2 router variant is not implemented yet; using the linux router"
-        );
+    match router {
+        RouterKind::Linux => eprintln!(
+            "building the fabric, linux router (cltc -> plans -> clt-linux apply in each namespace)"
+        ),
+        RouterKind::Bmv2 => eprintln!(
+            "building the fabric, bmv2 router (cltc -> plans -> clt-linux apply on the hosts; cltc -> p4c-bm2-ss -> clt-controller install on simple_switch_grpc)"
+        ),
     }
-    eprintln!("building the fabric (cltc -> plans -> clt-linux apply in each namespace)");
-    let topo = Topology::build(&src, &mut |s| eprint!("{s}"))?;
+    let topo = Topology::build(&src, router, &args.out, &mut |s| eprint!("{s}"))?;
     let ioam_listen: SocketAddr = topo
         .collector
         .parse()
@@ -339,16 +421,20 @@ pub fn run(args: &Args) -> Result<Outcome> {
         store_max_spans: 2_000_000,
         ..clt_collector::Config::default()
     };
+    let nice = args.telemetry_nice;
     let mut obs = Host::start("obs", &topo.obs.name, move |ready, stop| {
-        collector_host(collector_cfg, ready, stop)
+        collector_host(collector_cfg, nice, ready, stop)
     })?;
-    let (ns, id, ep) = (
+    let id = identity.clone();
+    let mut server = Host::start("server", &topo.server.name, move |ready, stop| {
+        server_host(id, ready, stop)
+    })?;
+    let (ns, ep) = (
         topo.server.name.clone(),
-        identity.clone(),
         format!("http://{}", topo.collector),
     );
-    let mut server = Host::start("server", &topo.server.name, move |ready, stop| {
-        server_host(ns, id, ep, ready, stop)
+    let mut agent = Host::start("agent", &topo.server.name, move |ready, stop| {
+        agent_host(ns, ep, nice, ready, stop)
     })?;
 
     let mut runs = vec![load::congestion_run()];
@@ -365,8 +451,10 @@ pub fn run(args: &Args) -> Result<Outcome> {
         congestion: Congestion {
             rate_kbit: args.tbf_rate_kbit,
             limit_bytes: args.tbf_limit_bytes,
-            flows: args.bulk_flows,
-            ..Congestion::default()
+            flows: args
+                .bulk_flows
+                .unwrap_or(Congestion::for_router(router).flows),
+            ..Congestion::for_router(router)
         },
         rate: args.rate,
         phase: args.phase(),
@@ -394,19 +482,30 @@ pub fn run(args: &Args) -> Result<Outcome> {
     if samples.is_ok() {
         std::thread::sleep(Duration::from_millis(2_000));
     }
-    let agent_stats = server.join();
+    let agent_stats = agent.join();
+    let served = server.join();
     let join = obs.join();
     let node_names = topo.node_names.clone();
     drop(topo);
     let samples = samples?;
+    served?;
     let agent_stats = agent_stats?;
     let join = join?;
 
-    let files = report::write_all(&args.out, &runs, &samples, &store_path, &join, &node_names)?;
+    let files = report::write_all(
+        &args.out,
+        router,
+        &runs,
+        &samples,
+        &store_path,
+        &join,
+        &node_names,
+    )?;
     Ok(Outcome {
         samples,
         join,
         agent_traces: agent_stats.traces.load(Ordering::Relaxed),
         files,
+        router,
     })
 }

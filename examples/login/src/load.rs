@@ -106,8 +106,9 @@ pub struct Sample {
     pub phase_name: String,
     /// When the request started, in seconds since the run's first one.
     pub t_s: f64,
-    /// From just before `CLT.enable` to just after `CLT.disable` (or the
-    /// same points without CLT): the request and its whole response.
+    /// From just before `CLT.enable` to the end of the response (or the
+    /// same points without CLT): the request, its whole response and
+    /// CLT's own system call.
     pub rtt_ms: f64,
     pub clt: bool,
     pub congested: bool,
@@ -449,6 +450,9 @@ async fn one_run(
             let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&span_id));
             let started = Instant::now();
             if phase.clt {
+                // The header stays on the socket between requests: each
+                // request only switches the ids (one setsockopt), and the
+                // ACKs that follow a response still carry its ids.
                 marker
                     .enable(&conn.fd, trace_id, span_id)
                     .context("CLT.enable")?;
@@ -456,9 +460,6 @@ async fn one_run(
             let status = tokio::time::timeout(timeout, conn.login(user, &traceparent))
                 .await
                 .context("login timed out")?;
-            if phase.clt {
-                socket::disable(&conn.fd).context("CLT.disable")?;
-            }
             let rtt = started.elapsed().as_secs_f64() * 1e3;
             let status = status?;
             span.set_attribute(KeyValue::new(
@@ -480,6 +481,9 @@ async fn one_run(
                 trace_id: hex(&trace_id),
                 span_id: hex(&span_id),
             });
+        }
+        if phase.clt {
+            socket::disable(&conn.fd).context("CLT.disable")?;
         }
         progress.phase_done(spec.name, phase, &out[start_len..]);
     }

@@ -3,6 +3,7 @@
 
 use crate::load::{CSV_HEADER, RunSpec, SERVICE, SPAN_NAME, Sample};
 use crate::stats::{self, Estimate};
+use crate::topology::RouterKind;
 use anyhow::{Context, Result};
 use clt_collector::model::{AttrValue, OutSpan};
 use clt_collector::store::Store;
@@ -94,20 +95,21 @@ pub fn blocks(samples: &[Sample], run: &str, phase: usize) -> Vec<Vec<f64>> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
     pub what: String,
-    /// `median(with CLT) - median(without)`, ms, with a 95% bootstrap CI.
+    /// `median(with CLT) - median(without)`, ms, with a 95% block-bootstrap
+    /// CI ([`stats::block_median_diff`], [`BLOCK_SECS`] blocks).
     pub clt_effect: Option<Estimate>,
     /// `median(second CLT-off phase) - median(first)`, ms, with its CI.
     pub off_off: Option<Estimate>,
-    /// The noise between two repeated runs without CLT, ms: the 95%
-    /// quantile of `|median(A) - median(B)|` over random splits of the
-    /// CLT-off phases' one-second blocks into halves A and B
-    /// ([`stats::block_split_noise`]).
+    /// The noise between two repeated runs without CLT, ms: the larger end
+    /// in absolute value of `off_off`'s interval
+    /// ([`stats::run_to_run_noise`]).
     pub noise: Option<f64>,
 }
 
 /// For the congestion run: congested+CLT against congested. For the
-/// overhead run: CLT against both CLT-off phases pooled, and the noise
-/// between those two phases.
+/// overhead run: CLT against both CLT-off phases pooled (they come before
+/// and after it, so a steady drift cancels), and the noise between those
+/// two phases.
 pub fn comparison(spec: &RunSpec, samples: &[Sample]) -> Comparison {
     let with: Vec<usize> = (0..spec.phases.len())
         .filter(|&i| spec.phases[i].clt)
@@ -124,26 +126,23 @@ pub fn comparison(spec: &RunSpec, samples: &[Sample]) -> Comparison {
     let offs: Vec<usize> = (0..spec.phases.len())
         .filter(|&i| !spec.phases[i].clt && spec.phases[i].congested == cong)
         .collect();
-    let on_r = rtts(samples, spec.name, on);
-    let pooled: Vec<f64> = offs
+    let on_b = blocks(samples, spec.name, on);
+    let pooled: Vec<Vec<f64>> = offs
         .iter()
-        .flat_map(|&i| rtts(samples, spec.name, i))
+        .flat_map(|&i| blocks(samples, spec.name, i))
         .collect();
-    let off_off = match offs.as_slice() {
+    let (off_off, noise) = match offs.as_slice() {
         [a, b, ..] => {
-            let (a, b) = (rtts(samples, spec.name, *a), rtts(samples, spec.name, *b));
-            stats::median_diff(&a, &b, ROUNDS, 0.95)
+            let (a, b) = (
+                blocks(samples, spec.name, *a),
+                blocks(samples, spec.name, *b),
+            );
+            (
+                stats::block_median_diff(&a, &b, ROUNDS, 0.95),
+                stats::run_to_run_noise(&a, &b, ROUNDS, 0.95),
+            )
         }
-        _ => None,
-    };
-    let noise = if offs.len() >= 2 {
-        let all: Vec<Vec<f64>> = offs
-            .iter()
-            .flat_map(|&i| blocks(samples, spec.name, i))
-            .collect();
-        stats::block_split_noise(&all, ROUNDS, 0.95)
-    } else {
-        None
+        _ => (None, None),
     };
     Comparison {
         what: format!(
@@ -155,7 +154,7 @@ pub fn comparison(spec: &RunSpec, samples: &[Sample]) -> Comparison {
                 .collect::<Vec<_>>()
                 .join(" + ")
         ),
-        clt_effect: stats::median_diff(&pooled, &on_r, ROUNDS, 0.95),
+        clt_effect: stats::block_median_diff(&pooled, &on_b, ROUNDS, 0.95),
         off_off,
         noise,
     }
@@ -169,12 +168,20 @@ fn est(e: &Option<Estimate>) -> String {
 }
 
 pub fn summary_markdown(
+    router: RouterKind,
     runs: &[RunSpec],
     samples: &[Sample],
     join: &clt_collector::JoinStats,
     span_coverage: &str,
 ) -> (String, Vec<Comparison>) {
-    let mut s = String::from("# CLT login demo: summary\n\n");
+    let mut s = format!(
+        "# CLT login demo: summary\n\nRouter: {} (its IOAM queue depth is in {}).\n\n",
+        match router {
+            RouterKind::Linux => "Linux kernel",
+            RouterKind::Bmv2 => "bmv2 simple_switch_grpc",
+        },
+        router.queue_unit()
+    );
     let mut comps = Vec::new();
     for spec in runs {
         let _ = writeln!(s, "## {} ({})\n", spec.name, spec.title);
@@ -209,7 +216,7 @@ pub fn summary_markdown(
         if c.off_off.is_some() {
             let _ = writeln!(
                 s,
-                "\nmedian(second CLT-off phase) - median(first): {}\n\nNoise between two repeated runs without CLT (95% quantile of |median(A) - median(B)| over random splits of the CLT-off phases' {BLOCK_SECS} s blocks into halves A, B): {:.4} ms",
+                "\nmedian(second CLT-off phase) - median(first): {}\n\nNoise between two repeated runs without CLT (the larger end, in absolute value, of that difference's 95% interval; intervals are block bootstraps of {BLOCK_SECS} s blocks): {:.4} ms",
                 est(&c.off_off),
                 c.noise.unwrap_or(f64::NAN)
             );
@@ -292,7 +299,11 @@ pub fn router_queue_depth(net: &OutSpan) -> Option<i64> {
 /// A trace the way Jaeger's trace view shows it: the span tree with
 /// service, operation, offset and duration bars, then each span's tags,
 /// and the network span's hops in path order.
-pub fn jaeger_view(spans: &[&OutSpan], node_names: &HashMap<u32, String>) -> String {
+pub fn jaeger_view(
+    spans: &[&OutSpan],
+    node_names: &HashMap<u32, String>,
+    queue_unit: &str,
+) -> String {
     let mut s = String::new();
     let Some(root) = spans
         .iter()
@@ -379,7 +390,7 @@ pub fn jaeger_view(spans: &[&OutSpan], node_names: &HashMap<u32, String>) -> Str
             "ingress",
             "egress",
             "hop_limit",
-            "queue_depth B (min/max/last)",
+            format!("queue_depth {queue_unit} (min/max/last)"),
             "packets"
         );
         for h in 0..hops {
@@ -429,6 +440,7 @@ pub fn jaeger_view(spans: &[&OutSpan], node_names: &HashMap<u32, String>) -> Str
 /// Writes every output; prints the summary and the span.
 pub fn write_all(
     out: &Path,
+    router: RouterKind,
     runs: &[RunSpec],
     samples: &[Sample],
     store_path: &Path,
@@ -494,13 +506,13 @@ pub fn write_all(
                 p.name,
                 in_phase.len(),
                 stats::median(&depths)
-                    .map(|m| format!(", router queue depth {m:.0} B"))
+                    .map(|m| format!(", router queue depth {m:.0} {}", router.queue_unit()))
                     .unwrap_or_default()
             );
         }
     }
 
-    let (md, comps) = summary_markdown(runs, samples, join, &coverage);
+    let (md, comps) = summary_markdown(router, runs, samples, join, &coverage);
     println!("{md}");
     let md_path = out.join("summary.md");
     std::fs::write(&md_path, &md)?;
@@ -535,7 +547,7 @@ pub fn write_all(
             format!(
                 "One login span from phase three (congested, CLT on), read back from the collector's store ({} / {SPAN_NAME} and its network span):\n\n{}",
                 SERVICE,
-                jaeger_view(&in_trace, node_names)
+                jaeger_view(&in_trace, node_names, router.queue_unit())
             )
         }
         None => "no enriched login span in phase three\n".to_string(),

@@ -89,43 +89,59 @@ fn bootstrap_diffs(a: &[f64], b: &[f64], rounds: usize) -> Option<Vec<f64>> {
     Some(diffs)
 }
 
-/// The noise between two repeated runs under the same conditions,
-/// estimated from one longer stretch of such runs cut into time `blocks`
-/// (e.g. one second of requests each): split the blocks at random into two
-/// halves, two pseudo-runs that each span the whole stretch; the noise is
-/// the `level` quantile, over `rounds` splits, of
-/// `|median(half A) - median(half B)|`. Unlike a bootstrap of individual
-/// requests it includes the slow variation of the machine's load (a block
-/// is one draw of it); unlike a single pair of runs it is a quantile of a
-/// distribution, not one draw. `None` with fewer than two blocks.
-pub fn block_split_noise(blocks: &[Vec<f64>], rounds: usize, level: f64) -> Option<f64> {
-    let blocks: Vec<&Vec<f64>> = blocks.iter().filter(|b| !b.is_empty()).collect();
-    if blocks.len() < 2 || rounds == 0 {
+/// `median(b) - median(a)` for samples cut into time blocks (e.g. one
+/// second of requests each), with a percentile block-bootstrap interval at
+/// `level` from `rounds` replicates. A replicate draws, with replacement,
+/// as many blocks of `a` as `a` has (and of `b` likewise): a block stays
+/// whole, so the machine's load, which moves request times together within
+/// a second, is resampled as it varied, not as if every request were
+/// independent. `None` if either side has no non-empty block.
+pub fn block_median_diff(
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    rounds: usize,
+    level: f64,
+) -> Option<Estimate> {
+    let a: Vec<&Vec<f64>> = a.iter().filter(|x| !x.is_empty()).collect();
+    let b: Vec<&Vec<f64>> = b.iter().filter(|x| !x.is_empty()).collect();
+    if a.is_empty() || b.is_empty() || rounds == 0 {
         return None;
     }
+    let flat = |v: &[&Vec<f64>]| -> Vec<f64> { v.iter().flat_map(|x| x.iter().copied()).collect() };
+    let value = median(&flat(&b))? - median(&flat(&a))?;
     let mut rng = StdRng::seed_from_u64(SEED);
-    let mut order: Vec<usize> = (0..blocks.len()).collect();
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    let draw = |rng: &mut StdRng, from: &[&Vec<f64>], into: &mut Vec<f64>| {
+        into.clear();
+        for _ in 0..from.len() {
+            into.extend_from_slice(from[rng.random_range(0..from.len())]);
+        }
+    };
     let mut diffs: Vec<f64> = (0..rounds)
         .map(|_| {
-            // Fisher-Yates shuffle, then the first half against the rest.
-            for i in (1..order.len()).rev() {
-                order.swap(i, rng.random_range(0..=i));
-            }
-            let half = order.len() / 2;
-            a.clear();
-            b.clear();
-            for &i in &order[..half] {
-                a.extend_from_slice(blocks[i]);
-            }
-            for &i in &order[half..] {
-                b.extend_from_slice(blocks[i]);
-            }
-            (median_in_place(&mut a) - median_in_place(&mut b)).abs()
+            draw(&mut rng, &a, &mut ra);
+            draw(&mut rng, &b, &mut rb);
+            median_in_place(&mut rb) - median_in_place(&mut ra)
         })
         .collect();
     diffs.sort_by(f64::total_cmp);
-    Some(quantile_sorted(&diffs, level))
+    let alpha = (1.0 - level) / 2.0;
+    Some(Estimate {
+        value,
+        lo: quantile_sorted(&diffs, alpha),
+        hi: quantile_sorted(&diffs, 1.0 - alpha),
+    })
+}
+
+/// The noise between two repeated runs under the same conditions: how far
+/// apart the medians of two such runs `a` and `b` (in time blocks) can be,
+/// the observed difference together with its uncertainty. It is the larger
+/// end, in absolute value, of the `level` block-bootstrap interval of
+/// `median(b) - median(a)` ([`block_median_diff`]): the run-to-run drift
+/// that was seen plus what sampling could have added to it.
+pub fn run_to_run_noise(a: &[Vec<f64>], b: &[Vec<f64>], rounds: usize, level: f64) -> Option<f64> {
+    let d = block_median_diff(a, b, rounds, level)?;
+    Some(d.lo.abs().max(d.hi.abs()))
 }
 
 #[cfg(test)]
@@ -161,20 +177,33 @@ mod tests {
     }
 
     #[test]
-    fn block_split_noise_tracks_between_block_variation() {
-        // Twenty blocks of the same distribution: small noise.
-        let same: Vec<Vec<f64>> = (0..20)
-            .map(|k| (0..50).map(|i| f64::from((i * 7 + k) % 50)).collect())
-            .collect();
-        let quiet = block_split_noise(&same, 500, 0.95).unwrap();
-        // Blocks shifted by a slowly varying load: larger noise.
-        let loaded: Vec<Vec<f64>> = same
-            .iter()
-            .enumerate()
-            .map(|(k, b)| b.iter().map(|x| x + 10.0 * (k % 4) as f64).collect())
-            .collect();
-        let noisy = block_split_noise(&loaded, 500, 0.95).unwrap();
-        assert!(quiet < 3.0 && noisy > quiet + 3.0, "{quiet} {noisy}");
-        assert!(block_split_noise(&same[..1], 10, 0.95).is_none());
+    fn block_bootstrap_keeps_the_load_of_a_block() {
+        // Forty one-second blocks whose level moves with a slow load.
+        let runs = |shift: f64| -> Vec<Vec<f64>> {
+            (0..40)
+                .map(|k| {
+                    (0..50)
+                        .map(|i| shift + f64::from((i * 7 + k) % 50) + 10.0 * (k % 4) as f64)
+                        .collect()
+                })
+                .collect()
+        };
+        let (a, b) = (runs(0.0), runs(0.0));
+        let d = block_median_diff(&a, &b, 500, 0.95).unwrap();
+        assert_eq!(d.value, 0.0);
+        assert!(d.lo <= 0.0 && d.hi >= 0.0, "{d:?}");
+        // The same data as independent requests: a narrower interval.
+        let flat = |v: &[Vec<f64>]| -> Vec<f64> { v.concat() };
+        let iid = median_diff(&flat(&a), &flat(&b), 500, 0.95).unwrap();
+        assert!(d.hi - d.lo > iid.hi - iid.lo, "{d:?} {iid:?}");
+        // A shift of 20 is seen, and the noise covers the observed drift.
+        let c = runs(20.0);
+        let d = block_median_diff(&a, &c, 500, 0.95).unwrap();
+        assert_eq!(d.value, 20.0);
+        assert!(d.lo > 10.0 && d.hi >= 20.0, "{d:?}");
+        let noise = run_to_run_noise(&a, &c, 500, 0.95).unwrap();
+        assert!(noise >= 20.0, "{noise}");
+        assert!(block_median_diff(&a, &[], 10, 0.95).is_none());
+        assert!(block_median_diff(&a, &[vec![]], 10, 0.95).is_none());
     }
 }

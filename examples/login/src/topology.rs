@@ -1,6 +1,8 @@
 //! The fabric in network namespaces.
 //!
-//! Data plane (IPv6, configured only by `clt-linux` from `cltc` plans):
+//! Data plane (IPv6, configured only by `clt-linux` from `cltc` plans, and
+//! with a bmv2 router by p4c-bm2-ss and `clt-controller` from cltc's P4
+//! artifacts):
 //!
 //! ```text
 //!  entry eth0 db01::1 ── eth0 router eth1 ── eth0 server db02::2
@@ -18,11 +20,46 @@
 use anyhow::{Context, Result, bail};
 use clt_linux::{Insertion, Options, netns, nl::Netlink, plan};
 use cltc::artifact::linux::{EncapPolicy, LinuxPlan};
-use std::process::Command;
+use cltc::ir::{Fabric, NodeKind};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// The policy file compiled by default (`examples/login/login.clt`).
 pub const POLICY: &str = include_str!("../login.clt");
+
+/// The policy compiled for the bmv2 router (`examples/login/login-bmv2.clt`).
+pub const POLICY_BMV2: &str = include_str!("../login-bmv2.clt");
+
+/// What the router is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum RouterKind {
+    /// The Linux kernel's IPv6 forwarding and IOAM transit.
+    Linux,
+    /// simple_switch_grpc running cltc's P4 program.
+    Bmv2,
+}
+
+impl RouterKind {
+    /// The unit of the queue depth the router writes into its IOAM entry.
+    pub fn queue_unit(self) -> &'static str {
+        match self {
+            RouterKind::Linux => "bytes",
+            RouterKind::Bmv2 => "packets",
+        }
+    }
+}
+
+/// The tools the bmv2 router needs on `PATH`.
+pub const BMV2_TOOLS: [&str; 3] = ["simple_switch_grpc", "p4c-bm2-ss", "ethtool"];
+
+/// The first of [`BMV2_TOOLS`] missing from `PATH`, if any.
+pub fn missing_bmv2_tool() -> Option<&'static str> {
+    BMV2_TOOLS
+        .into_iter()
+        .find(|t| clt_bmv2_tests::find_tool(t).is_none())
+}
 
 /// Management addresses.
 pub const ENTRY_MGMT: &str = "10.17.1.1";
@@ -94,10 +131,15 @@ fn mgmt_addr(ns: &Netns, dev: &str, addr: &str) -> Result<()> {
 /// The four hosts, their plans and the login policy.
 #[derive(Debug)]
 pub struct Topology {
+    /// The bmv2 router's switch process: declared first, so that it is
+    /// stopped before its namespace goes.
+    pub switch: Option<Switch>,
     pub entry: Netns,
     pub router: Netns,
     pub server: Netns,
     pub obs: Netns,
+    pub router_kind: RouterKind,
+    /// The Linux plans applied (entry, router if Linux, server).
     pub plans: Vec<LinuxPlan>,
     /// IOAM node id to node name.
     pub node_names: std::collections::HashMap<u32, String>,
@@ -113,7 +155,8 @@ pub struct Topology {
 /// What the demo takes from the compiled policy.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// The plan of each node asked for, in order.
+    pub fabric: Fabric,
+    /// The plan of each Linux node among those asked for, in order.
     pub plans: Vec<LinuxPlan>,
     /// The first policy the first node encapsulates.
     pub policy: EncapPolicy,
@@ -134,6 +177,9 @@ pub fn compile(src: &str, nodes: &[&str]) -> Result<Compiled> {
             .iter()
             .position(|n| n.name == *name)
             .with_context(|| format!("the policy has no node `{name}`"))?;
+        if compiled.fabric.nodes[idx].kind != NodeKind::Linux {
+            continue;
+        }
         plans.push(cltc::backend::linux::plan(
             &compiled.fabric,
             cltc::ir::NodeIdx(idx as u32),
@@ -151,6 +197,7 @@ pub fn compile(src: &str, nodes: &[&str]) -> Result<Compiled> {
         .map(|n| (n.id, n.name.clone()))
         .collect();
     Ok(Compiled {
+        fabric: compiled.fabric,
         plans,
         policy,
         node_names,
@@ -160,15 +207,42 @@ pub fn compile(src: &str, nodes: &[&str]) -> Result<Compiled> {
 static RUN: AtomicU32 = AtomicU32::new(0);
 
 impl Topology {
-    /// Creates the namespaces and links and applies the plans.
-    pub fn build(src: &str, log: &mut impl FnMut(String)) -> Result<Topology> {
+    /// Creates the namespaces and links, applies the Linux plans and, with
+    /// a bmv2 router, starts the switch and installs its program (the
+    /// compiled files go to `workdir/compiled`).
+    pub fn build(
+        src: &str,
+        router_kind: RouterKind,
+        workdir: &Path,
+        log: &mut impl FnMut(String),
+    ) -> Result<Topology> {
         let Compiled {
+            fabric,
             plans,
             policy,
             node_names,
         } = compile(src, &["entry", "router", "server"])?;
+        let router_node = fabric
+            .nodes
+            .iter()
+            .find(|n| n.name == "router")
+            .context("the policy has no node `router`")?;
+        let declared = match router_node.kind {
+            NodeKind::Linux => RouterKind::Linux,
+            NodeKind::Bmv2 => RouterKind::Bmv2,
+            other => bail!("the router is a {other:?} node: the demo runs linux or bmv2 routers"),
+        };
+        if declared != router_kind {
+            bail!(
+                "the policy's router is a {declared:?} node, but the demo runs a {router_kind:?} router (--router, --policy)"
+            );
+        }
         let collector = policy.collector.clone();
-        let server_addr = plans[2]
+        let server_plan = plans
+            .iter()
+            .find(|p| p.node == "server")
+            .context("the server is not a linux node")?;
+        let server_addr = server_plan
             .interfaces
             .iter()
             .find_map(|i| i.address)
@@ -191,21 +265,26 @@ impl Topology {
         mgmt_addr(&obs, "e0", OBS_ENTRY_SIDE)?;
         mgmt_addr(&server, "mgmt0", SERVER_MGMT)?;
         mgmt_addr(&obs, "s0", OBS_SERVER_SIDE)?;
-        let topo = Topology {
+        let mut topo = Topology {
+            switch: None,
             entry,
             router,
             server,
             obs,
+            router_kind,
             plans,
             node_names,
             server_addr,
             policy,
             collector,
         };
-        for (ns, p) in [&topo.entry, &topo.router, &topo.server]
-            .into_iter()
-            .zip(&topo.plans)
-        {
+        for p in &topo.plans {
+            let ns = match p.node.as_str() {
+                "entry" => &topo.entry,
+                "router" => &topo.router,
+                "server" => &topo.server,
+                other => bail!("no namespace for node `{other}`"),
+            };
             let plan = p.clone();
             // Insertion by the CLT socket API, per request: a kernel encap
             // route would mark every packet to the prefix, CLT on or off.
@@ -225,8 +304,240 @@ impl Topology {
                 p.node, ns.name
             ));
         }
+        if router_kind == RouterKind::Bmv2 {
+            topo.switch = Some(Switch::start(&topo, &fabric, workdir, log)?);
+        }
         Ok(topo)
     }
+}
+
+/// Runs `f` on a new thread inside network namespace `ns`.
+fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let ns = ns.to_string();
+    let t = std::thread::Builder::new()
+        .name("netns".into())
+        .spawn(move || {
+            netns::enter(&ns)?;
+            f()
+        })?;
+    match t.join() {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// The bmv2 router: simple_switch_grpc in the router's namespace with the
+/// two veths as its ports, killed on drop.
+#[derive(Debug)]
+pub struct Switch {
+    child: Child,
+    /// The directory of `cltc compile`'s output, with p4c's `program.json`.
+    pub compiled: PathBuf,
+}
+
+impl Drop for Switch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Switch {
+    /// Compiles the router's program (cltc's artifacts, then p4c-bm2-ss),
+    /// prepares the hosts' links for a software switch, starts
+    /// simple_switch_grpc and installs the pipeline and entries with the
+    /// clt-controller library.
+    fn start(
+        topo: &Topology,
+        fabric: &Fabric,
+        workdir: &Path,
+        log: &mut impl FnMut(String),
+    ) -> Result<Switch> {
+        if let Some(tool) = missing_bmv2_tool() {
+            bail!("the bmv2 router needs `{tool}` on PATH");
+        }
+        let idx = fabric
+            .nodes
+            .iter()
+            .position(|n| n.name == "router")
+            .context("no router")?;
+        let node = &fabric.nodes[idx];
+        let p4rt = node
+            .p4runtime
+            .clone()
+            .context("the bmv2 router has no `p4runtime` address")?;
+
+        // cltc's output, as `cltc compile` writes it.
+        let compiled = workdir.join("compiled");
+        let _ = std::fs::remove_dir_all(&compiled);
+        for out in cltc::output::files("login-bmv2.clt", fabric) {
+            let path = compiled.join(&out.path);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            std::fs::write(&path, &out.contents)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        let node_dir = compiled.join("nodes").join(&node.name);
+        let p4c = clt_bmv2_tests::find_tool("p4c-bm2-ss").context("p4c-bm2-ss")?;
+        let started = Instant::now();
+        clt_bmv2_tests::run_p4c(
+            &p4c,
+            cltc::backend::p4::Target::V1Model,
+            &node_dir.join("program.p4"),
+            &node_dir,
+            "program",
+        )?;
+        log(format!(
+            "p4c-bm2-ss {} ({:.1} s)\n",
+            node_dir.join("program.p4").display(),
+            started.elapsed().as_secs_f64()
+        ));
+
+        // The switch's ports: the router's veth towards each port's peer.
+        let mut ports = Vec::new();
+        for i in &node.interfaces {
+            let port = i.port.context("a bmv2 interface without a port number")?;
+            let peer = i
+                .peer
+                .map(|e| fabric.nodes[e.node.0 as usize].name.as_str())
+                .with_context(|| format!("router port {port} has no link"))?;
+            let dev = match peer {
+                "entry" => "eth0",
+                "server" => "eth1",
+                other => bail!("router port {port} is linked to `{other}`, not entry or server"),
+            };
+            if let Some(mac) = i.mac {
+                run(&[
+                    "ip",
+                    "-n",
+                    &topo.router.name,
+                    "link",
+                    "set",
+                    dev,
+                    "address",
+                    &mac.map(|b| format!("{b:02x}")).join(":"),
+                ])?;
+            }
+            run(&["ip", "-n", &topo.router.name, "link", "set", dev, "up"])?;
+            ports.push(format!("{port}@{dev}"));
+        }
+        // The router's kernel stays out of the data plane.
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &topo.router.name,
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+        ])?;
+        // A software switch reads and writes whole frames: the hosts must
+        // not leave checksums to the veth (it would forward them unfilled)
+        // nor hand it 64 kB TSO/GSO segments.
+        for ns in [&topo.entry, &topo.server] {
+            run(&[
+                "ip", "netns", "exec", &ns.name, "ethtool", "-K", "eth0", "tx", "off", "tso",
+                "off", "gso", "off",
+            ])
+            .context("switching off the hosts' offloads for the switch")?;
+        }
+
+        let log_path = workdir.join("simple_switch_grpc.log");
+        let log_file = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &topo.router.name, "simple_switch_grpc"])
+            .args(["--device-id", &p4rt.device_id.to_string(), "--no-p4"]);
+        for p in &ports {
+            cmd.args(["-i", p]);
+        }
+        cmd.args(["--", "--grpc-server-addr", &p4rt.address])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let child = cmd.spawn().context("starting simple_switch_grpc")?;
+        let mut switch = Switch { child, compiled };
+        log(format!(
+            "simple_switch_grpc --device-id {} {} on {} ({})\n",
+            p4rt.device_id,
+            ports.join(" "),
+            p4rt.address,
+            topo.router.name
+        ));
+
+        // Its P4Runtime server, on the router namespace's loopback.
+        let addr: std::net::SocketAddr = p4rt
+            .address
+            .parse()
+            .with_context(|| format!("p4runtime address `{}`", p4rt.address))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = switch.child.try_wait()? {
+                bail!(
+                    "simple_switch_grpc exited ({status}), see {}",
+                    log_path.display()
+                );
+            }
+            let up = in_netns(&topo.router.name, move || {
+                Ok(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+            })?;
+            if up {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("simple_switch_grpc's P4Runtime server did not come up on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // clt-controller: pipeline, digests and entries.
+        let dir = switch.compiled.clone();
+        let name = node.name.clone();
+        let report = in_netns(&topo.router.name, move || install(&dir, &name))?;
+        log(format!("clt-controller install router: {report}\n"));
+        Ok(switch)
+    }
+}
+
+/// Installs `cltc compile`'s output in `dir` on device `name` with the
+/// clt-controller library; returns what it did.
+fn install(dir: &Path, name: &str) -> Result<String> {
+    use clt_controller::config::Config;
+    use clt_controller::device::{Device, DeviceSpec};
+    use clt_controller::inputs::DeviceInputs;
+    let config = Config::from_compiled(dir)?;
+    let d = config
+        .devices
+        .iter()
+        .find(|d| d.name == name)
+        .with_context(|| format!("{} has no P4 node `{name}`", dir.display()))?;
+    let inputs = DeviceInputs::load(&d.inputs)?;
+    let dev = Device::new(
+        DeviceSpec::from_config(d),
+        inputs,
+        None,
+        clt_controller::metrics::Metrics::default(),
+    )?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut session = dev.open().await?;
+        if session.mastership() != clt_controller::Mastership::Primary {
+            bail!("another controller is primary ({:?})", session.mastership());
+        }
+        let r = dev.install(&mut session).await?.into_result()?;
+        Ok(format!(
+            "pipeline and {} entries ({} batches)",
+            r.inserted + r.modified + r.unchanged,
+            r.batches
+        ))
+    })
 }
 
 /// The congestion: the router's link to the server shaped to `rate_kbit`
@@ -238,6 +549,24 @@ pub struct Congestion {
     pub limit_bytes: u32,
     /// Bulk TCP flows through the shaped link while congested.
     pub flows: u32,
+}
+
+impl Congestion {
+    /// The default congestion for `router`. bmv2 sends through a packet
+    /// socket whose send buffer the shaped link fills; the switch's transmit
+    /// thread then blocks, its 128-packet output buffer fills, and only then
+    /// its egress queue (the one P4 sees as `deq_qdepth`). 12 flows fill the
+    /// output buffer but leave the egress queue mostly empty; 48 fill it
+    /// (measured).
+    pub fn for_router(router: RouterKind) -> Congestion {
+        match router {
+            RouterKind::Linux => Congestion::default(),
+            RouterKind::Bmv2 => Congestion {
+                flows: 48,
+                ..Congestion::default()
+            },
+        }
+    }
 }
 
 impl Default for Congestion {
