@@ -411,6 +411,66 @@ fn compiled_entries(dir: &Path, node: &str) -> Vec<String> {
     out
 }
 
+/// The node ids of the IOAM trace of the next packet to `dst` leaving
+/// `switch`'s port `port`, in path order (captured with tshark).
+fn trace_at(net: &Net, switch: &str, port: u32, dst: &str) -> Vec<u32> {
+    use clt_wire::{HbhHeader, HbhRepr, IpProtocol, Ipv6Packet};
+    let veth = &net.switches[switch]
+        .2
+        .iter()
+        .find(|(p, _)| *p == port)
+        .unwrap()
+        .1;
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("capture.pcap");
+    let mut tshark = Command::new("tshark")
+        .args(["-q", "-i", veth, "-F", "pcap", "-c", "1"])
+        .args(["-f", &format!("ip6 dst host {dst}"), "-w"])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tshark");
+    let t0 = Instant::now();
+    let done = loop {
+        if let Ok(Some(_)) = tshark.try_wait() {
+            break true;
+        }
+        if t0.elapsed() > Duration::from_secs(20) {
+            let _ = tshark.kill();
+            let _ = tshark.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(done, "no packet to {dst} left {switch} port {port} in 20 s");
+    // The first record of a classic pcap file (Ethernet).
+    let bytes = std::fs::read(&pcap).unwrap();
+    assert!(bytes.len() > 40, "empty capture");
+    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
+    let b = [bytes[32], bytes[33], bytes[34], bytes[35]];
+    let caplen = if little {
+        u32::from_le_bytes(b)
+    } else {
+        u32::from_be_bytes(b)
+    } as usize;
+    let frame = &bytes[40..40 + caplen];
+    let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
+    assert_eq!(
+        ipv6.next_header(),
+        IpProtocol::HopByHop,
+        "no Hop-by-Hop header"
+    );
+    let header = HbhHeader::new_checked(ipv6.payload()).expect("hop-by-hop header");
+    let repr = HbhRepr::parse(&header).expect("hop-by-hop options");
+    let trace = repr.ioam_trace().expect("an IOAM trace");
+    assert!(!trace.overflow());
+    trace
+        .nodes()
+        .map(|n| n.hop_limit_node_id.expect("hop limit and node id").node_id)
+        .collect()
+}
+
 fn linux_encap(c: &Compiled, node: &str, policy: &str) -> cltc::artifact::linux::EncapPolicy {
     match &c.nodes[node] {
         rollout::Artifact::Linux(p) => p
@@ -576,6 +636,14 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
+    // What the flows carry now, captured where the last switch hands them
+    // to the host: the IOAM entries of every hop so far.
+    let hops = clt_bmv2_tests::find_tool("tshark").map(|_| {
+        (
+            trace_at(&net, "leaf1", 1, "2001:db8:1:1::10"),
+            trace_at(&net, "leaf3", 1, "2001:db8:3:1::10"),
+        )
+    });
     send_stop.store(true, Ordering::Relaxed);
     let (web_store_on, cache_web_enabled) = (s1.join().unwrap(), s2.join().unwrap());
     // bmv2 forwards in software, slowly on a busy machine: wait until
@@ -624,6 +692,21 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
             sent - base,
             timeline.join("\n")
         );
+    }
+    match hops {
+        Some((cache_web, web_store)) => {
+            // Node ids: cache 22, leaf2 202, spine1 101, leaf1 201; web 11,
+            // leaf3 203.
+            assert_eq!(cache_web, [22, 202, 101, 201], "cache -> web's trace");
+            assert_eq!(web_store, [11, 201, 101, 203], "web -> store's trace");
+            eprintln!(
+                "traces after the rollout: cache -> web {cache_web:?}, web -> store {web_store:?}"
+            );
+        }
+        None => clt_bmv2_tests::report_skip(
+            "rollout_bmv2: the IOAM traces on the wire",
+            "tshark not on PATH",
+        ),
     }
     // Untouched nodes read back as before; changed switches hold v2.
     let hosts_after = net.hosts();
