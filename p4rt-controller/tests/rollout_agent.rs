@@ -311,3 +311,17 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     assert!(again.failure.is_none(), "{again}");
     assert!(again.touched().is_empty(), "{again}");
 }
+
+#[test]
+fn agents_are_reached_over_tls_only() {
+    let (dir, _) = compile();
+    let out = Command::new(env!("CARGO_BIN_EXE_clt-controller"))
+        .arg("rollout")
+        .arg(dir.path())
+        .args(["--agent", "api=[::1]:7443"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--agent-ca"), "{err}");
+}
