@@ -806,3 +806,81 @@ fn a_failure_rolls_back_hosts_and_switches() {
     }
     assert_eq!(after.len(), 4, "every switch but leaf2 read back");
 }
+
+/// Copies a compiled fabric's files into `to`, replacing what was there (as
+/// `cltc compile -o` over an existing output does).
+fn replace_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    rollout::snapshot(from, to).unwrap();
+}
+
+#[test]
+fn the_daemon_rolls_out_each_version_to_the_switches() {
+    require_tools!("the_daemon_rolls_out_each_version_to_the_switches");
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (net, _ports, src) = setup();
+    let rt = rt();
+    let mut cache = HashMap::new();
+    let v1_src = format!("{src}{WEB_STORE}");
+    let (d1, _v1) = compile(&v1_src, &mut cache);
+    let (d2, _v2) = compile(&format!("{v1_src}{CACHE_WEB}"), &mut cache);
+    let work = tempfile::tempdir().unwrap();
+    let fabric = work.path().join("fabric");
+    replace_dir(d1.path(), &fabric);
+    let netns: Vec<String> = net
+        .ns
+        .iter()
+        .map(|(n, ns)| format!("{n} = \"{ns}\""))
+        .collect();
+    let toml = format!(
+        "[rollout]\ncompiled = \"fabric\"\nnetns = {{ {} }}\npoll_secs = 1\nstate_dir = \"state\"\n",
+        netns.join(", ")
+    );
+    let config = Config::parse(&toml, work.path()).unwrap();
+    let wait = |rx: &mut tokio::sync::watch::Receiver<clt_controller::daemon::RolloutStatus>,
+                n: u64| {
+        rt.block_on(async {
+            let r = tokio::time::timeout(
+                Duration::from_secs(60),
+                rx.wait_for(|s| s.succeeded == n || s.failed > 0),
+            )
+            .await
+            .map(|r| r.map(|s| s.clone()));
+            match r {
+                Ok(Ok(s)) => s,
+                _ => panic!("timed out waiting for rollout {n}: {:?}", rx.borrow()),
+            }
+        })
+    };
+    let daemon = rt
+        .block_on(clt_controller::daemon::Daemon::start(&config))
+        .unwrap();
+    let mut status = daemon.rollout.clone().unwrap();
+    let s = wait(&mut status, 1);
+    assert!(!s.failing, "{}", s.last_report);
+    // The daemon manages the switches between rollouts; the next rollout
+    // stops those sessions and opens its own.
+    std::thread::sleep(Duration::from_secs(2));
+    replace_dir(d2.path(), &fabric);
+    let s = wait(&mut status, 2);
+    assert!(!s.failing, "{}", s.last_report);
+    eprintln!("the daemon's second rollout:\n{}", s.last_report);
+    rt.block_on(daemon.shutdown());
+    for (sw, entries) in switches(&rt, &net, d2.path()) {
+        assert_eq!(entries, Some(compiled_entries(d2.path(), &sw)), "{sw}");
+    }
+    for n in ["web", "api", "db", "cache", "store", "backup"] {
+        let Some(rollout::Artifact::Linux(plan)) =
+            Compiled::load(d2.path()).unwrap().nodes.get(n).cloned()
+        else {
+            panic!("{n} is not linux")
+        };
+        let left = clt_linux::netns::run_in(Some(&net.ns[n]), move || {
+            let nl = clt_linux::nl::Netlink::open()?;
+            let r = clt_linux::plan::diff(&nl, &plan, &clt_linux::plan::Options::default())?;
+            Ok(r.changes.len())
+        })
+        .unwrap();
+        assert_eq!(left, 0, "{n} differs from v2");
+    }
+}
