@@ -411,3 +411,127 @@ async fn without_the_servers_fill_traces_are_reported_as_captured() {
     check_first_two_hops(&run);
     assert_eq!(run.net.span.events.len(), 2);
 }
+
+#[test]
+fn an_agent_without_cap_net_admin_reports_as_captured_and_says_so() {
+    use std::io::BufRead;
+    clt_testkit::skip_if!(
+        skip::netns_unavailable()
+            .or_else(skip::ioam6_unavailable)
+            .or_else(|| skip::tools_missing(&["setpriv"]))
+    );
+    let topo = build(true);
+    // The agent binary without CAP_NET_ADMIN (it keeps CAP_SYS_ADMIN for
+    // the namespace and CAP_NET_RAW for the capture): the kernel refuses
+    // the ioam6_events membership.
+    let mut agent = clt_testkit::KillOnDrop(
+        std::process::Command::new("setpriv")
+            .args(["--bounding-set", "-net_admin", "--"])
+            .arg(env!("CARGO_BIN_EXE_clt-agent"))
+            .args(["-i", "vs", "--netns", topo.server.name()])
+            .args(["--output", "json", "--stats-interval-s", "1"])
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    let stderr = agent.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = log_tx.send(line);
+        }
+    });
+    let (out_tx, out_rx) = std::sync::mpsc::channel();
+    let stdout = agent.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = out_tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    // Waits (at most 20 s) for a log line with `what`, colours stripped.
+    let next_log = |logs: &mut Vec<String>, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = log_rx.recv_timeout(left) else {
+                panic!("the agent never logged {what:?}; it logged {logs:#?}");
+            };
+            logs.push(strip_ansi(&line));
+            if logs.last().is_some_and(|l| l.contains(what)) {
+                return;
+            }
+        }
+    };
+    next_log(&mut logs, "capturing");
+    assert!(
+        logs.iter().any(|l| l.contains(
+            "ioam6 trace events unavailable: reporting traces as captured, without this node's own entry"
+        ) && l.contains("CAP_NET_ADMIN")),
+        "{logs:#?}"
+    );
+
+    // Something listens on the server, so that no ICMP error refuses a send.
+    let _listener = clt_linux::netns::run_in(Some(topo.server.name()), || {
+        Ok(std::net::UdpSocket::bind("[::]:4000").expect("bind"))
+    })
+    .unwrap();
+    let sent = clt_linux::netns::run_in(Some(topo.app.name()), move || {
+        let sock = std::net::UdpSocket::bind("[::]:0").expect("bind");
+        sock.connect("[db02::2]:4000").expect("connect");
+        clt_linux::socket::enable(&sock, &policy(), [7; 16], [9; 8])?;
+        for _ in 0..PACKETS {
+            sock.send(b"GET /login").expect("send");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    });
+    if let Err(e) = sent {
+        clt_testkit::report_skip(&format!("clt socket api unavailable here: {e}"));
+        return;
+    }
+    for _ in 0..PACKETS {
+        let line = out_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a json trace from the agent");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let ids: Vec<u64> = v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["node_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [2, 1],
+            "as captured, without the server's entry: {line}"
+        );
+    }
+    next_log(&mut logs, "own_hop_unavailable=1");
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

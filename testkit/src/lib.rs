@@ -8,7 +8,8 @@
 //! - [`ip`], [`run`] and their `try_` forms: commands with errors that name
 //!   the command, its exit status and its stderr.
 //! - [`Netns`]: a network namespace deleted on drop, also when the test
-//!   panics; [`veth`] links two of them.
+//!   panics; [`veth`] links two of them; [`KillOnDrop`] does the same for
+//!   a child process.
 //! - [`pcap`] and [`tshark`]: captures in a namespace, pcap files read and
 //!   written, and tshark's dissection as field values.
 //!
@@ -18,10 +19,12 @@ pub mod pcap;
 pub mod skip;
 pub mod tshark;
 
+mod child;
 mod cmd;
 mod names;
 mod netns;
 
+pub use child::KillOnDrop;
 pub use cmd::{Error, ip, run, run_command, try_ip, try_run, try_run_command};
 pub use names::{TempFile, unique, unique_ifname};
 pub use netns::{Netns, try_veth, veth};
