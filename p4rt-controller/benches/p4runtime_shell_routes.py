@@ -11,7 +11,7 @@ import p4runtime_sh.shell as sh
 
 addr, p4info, device_config, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sh.setup(device_id=1, grpc_addr=addr, election_id=(0, 1),
-         config=sh.FwdPipeConfig(p4info, device_config))
+         config=sh.FwdPipeConfig(p4info, device_config), verbose=False)
 start = time.perf_counter()
 for i in range(n):
     te = sh.TableEntry("ingress.ipv6_lpm")(action="ingress.set_nexthop")
