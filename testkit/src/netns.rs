@@ -92,8 +92,10 @@ impl Drop for Netns {
 /// namespaces (so the names need only be unique per namespace), both ends
 /// down.
 pub fn try_veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) -> Result<(), Error> {
+    // `name` spelled out: an interface called `up` or `down` would
+    // otherwise be read as a flag.
     a.try_ip(&[
-        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+        "link", "add", "name", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
     ])
     .map(drop)
 }
@@ -121,6 +123,8 @@ mod tests {
             let (a, b) = (Netns::new("cltkita"), Netns::new("cltkitb"));
             veth(&a, "x0", &b, "y0");
             assert!(b.ip(&["link", "show", "y0"]).contains("y0"));
+            veth(&a, "up", &b, "down");
+            assert!(a.ip(&["link", "show", "dev", "up"]).contains("up@"));
             a.sysctl("net.ipv6.conf.all.forwarding", "1");
             assert_eq!(
                 a.exec(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]),
