@@ -101,13 +101,13 @@ fn u32_le(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
-/// The IPv6 packets of a classic little-endian pcap file of Ethernet frames
-/// or raw IP records (complete records only: the file may still be
-/// growing). Panics on another file format or link type.
-pub fn ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
+/// The link type and the complete records of a classic little-endian pcap
+/// file (the file may still be growing); `None` before its header is
+/// written. Panics on another file format.
+fn records(path: &Path) -> Option<(u32, Vec<Vec<u8>>)> {
     let b = std::fs::read(path).unwrap_or_default();
     if b.len() < 24 {
-        return Vec::new();
+        return None;
     }
     let magic = u32_le(&b, 0).unwrap_or(0);
     assert!(
@@ -116,11 +116,6 @@ pub fn ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
         path.display()
     );
     let linktype = u32_le(&b, 20).unwrap_or(0);
-    assert!(
-        linktype == LINKTYPE_ETHERNET || linktype == LINKTYPE_RAW,
-        "{}: link type {linktype}, expected Ethernet or raw IP",
-        path.display()
-    );
     let mut out = Vec::new();
     let mut at = 24;
     while let Some(incl) = u32_le(&b, at + 8) {
@@ -128,9 +123,42 @@ pub fn ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
             break;
         };
         at += 16 + incl as usize;
+        out.push(frame.to_vec());
+    }
+    Some((linktype, out))
+}
+
+/// The Ethernet frames of a classic little-endian pcap file (complete
+/// records only). Panics on another file format or link type.
+pub fn ethernet_frames(path: &Path) -> Vec<Vec<u8>> {
+    let Some((linktype, frames)) = records(path) else {
+        return Vec::new();
+    };
+    assert!(
+        linktype == LINKTYPE_ETHERNET,
+        "{}: link type {linktype}, expected Ethernet",
+        path.display()
+    );
+    frames
+}
+
+/// The IPv6 packets of a classic little-endian pcap file of Ethernet frames
+/// or raw IP records (complete records only: the file may still be
+/// growing). Panics on another file format or link type.
+pub fn ipv6_packets(path: &Path) -> Vec<Vec<u8>> {
+    let Some((linktype, frames)) = records(path) else {
+        return Vec::new();
+    };
+    assert!(
+        linktype == LINKTYPE_ETHERNET || linktype == LINKTYPE_RAW,
+        "{}: link type {linktype}, expected Ethernet or raw IP",
+        path.display()
+    );
+    let mut out = Vec::new();
+    for frame in frames {
         if linktype == LINKTYPE_RAW {
             if frame.first().is_some_and(|v| v >> 4 == 6) {
-                out.push(frame.to_vec());
+                out.push(frame);
             }
         } else if frame.len() > 14 && frame[12..14] == [0x86, 0xdd] {
             out.push(frame[14..].to_vec());
@@ -174,6 +202,19 @@ mod tests {
         std::fs::write(file.path(), &bytes).unwrap();
         assert_eq!(ipv6_packets(file.path()), vec![p.clone()]);
         std::fs::write(file.path(), &bytes[..bytes.len() - 30]).unwrap();
+        assert_eq!(ipv6_packets(file.path()), vec![p.clone()]);
+        // As Ethernet: link type 1, one frame of p behind a 14-byte header.
+        let mut eth = bytes[..24].to_vec();
+        eth[20..24].copy_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x86, 0xdd]);
+        frame.extend_from_slice(&p);
+        eth.extend_from_slice(&bytes[24..32]);
+        eth.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        eth.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        eth.extend_from_slice(&frame);
+        std::fs::write(file.path(), &eth).unwrap();
+        assert_eq!(ethernet_frames(file.path()), vec![frame]);
         assert_eq!(ipv6_packets(file.path()), vec![p]);
     }
 }
