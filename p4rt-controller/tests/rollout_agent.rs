@@ -13,15 +13,15 @@ mod netns_util;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clt_controller::connect::TlsOptions;
 use clt_controller::node_agent::AgentAddr;
 use clt_controller::rollout::{self, Compiled, Options};
 use clt_linux::plan as lplan;
-use netns_util::{ip, kernel_snapshot, rt};
+use clt_testkit::{KillOnDrop, ip};
+use netns_util::{NodeNs, kernel_snapshot, rt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
@@ -33,15 +33,6 @@ const LINKS: [(&str, &str, &str, &str); 4] = [
 ];
 /// The nodes reached through an agent, with their management subnet.
 const REMOTE: [(&str, u16); 2] = [("spine", 1), ("api", 2)];
-
-macro_rules! require_root {
-    () => {
-        if let Some(why) = netns_util::skip_reason() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
 
 fn ca() -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -62,8 +53,10 @@ fn issue(dir: &Path, name: &str, ca: &CertifiedIssuer<'_, KeyPair>) {
 /// The namespaces, links, certificates and agents; removed on drop.
 struct Fabric {
     ns: HashMap<String, String>,
-    agents: Vec<Child>,
+    /// Root-namespace ends of the management veths.
     mgmt: Vec<String>,
+    agents: Vec<KillOnDrop>,
+    nodes: NodeNs,
     pki: tempfile::TempDir,
     /// Remote node -> its agent's address.
     addr: HashMap<String, SocketAddr>,
@@ -71,51 +64,28 @@ struct Fabric {
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        for a in &mut self.agents {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        self.agents.clear();
         for l in &self.mgmt {
-            let _ = Command::new("ip").args(["link", "del", l]).output();
-        }
-        for ns in self.ns.values() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = clt_testkit::try_ip(&["link", "del", l]);
         }
     }
 }
 
 impl Fabric {
     fn new() -> Fabric {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "clag{}x{}",
-            std::process::id() % 100_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let nodes = NodeNs::new("clag", NODES);
+        for n in NODES {
+            nodes.no_dad(n);
+        }
+        nodes.link(&LINKS);
         let mut f = Fabric {
-            ns: HashMap::new(),
-            agents: Vec::new(),
+            ns: nodes.names(),
             mgmt: Vec::new(),
+            agents: Vec::new(),
+            nodes,
             pki: tempfile::tempdir().unwrap(),
             addr: HashMap::new(),
         };
-        for n in NODES {
-            let name = format!("{id}{n}");
-            ip(&["netns", "add", &name]);
-            f.ns.insert(n.to_string(), name.clone());
-            ip(&["-n", &name, "link", "set", "lo", "up"]);
-            clt_linux::netns::run_in(Some(&name), || {
-                clt_linux::sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
-                clt_linux::sysctl::write("net.ipv6.conf.all.accept_dad", "0")
-            })
-            .unwrap();
-        }
-        for (a, ai, b, bi) in LINKS {
-            ip(&[
-                "-n", &f.ns[a], "link", "add", "name", ai, "type", "veth", "peer", "name", bi,
-                "netns", &f.ns[b],
-            ]);
-        }
         let ca = ca();
         std::fs::write(f.pki.path().join("ca.pem"), ca.pem()).unwrap();
         issue(f.pki.path(), "controller", &ca);
@@ -123,7 +93,7 @@ impl Fabric {
         for (node, k) in REMOTE {
             issue(f.pki.path(), node, &ca);
             // A management link from this namespace to the node's.
-            let host = format!("{id}m{k}");
+            let host = clt_testkit::unique_ifname(&format!("clagm{k}"));
             ip(&[
                 "link",
                 "add",
@@ -154,8 +124,9 @@ impl Fabric {
             ip(&["-n", &f.ns[node], "link", "set", "mgmt0", "up"]);
             let addr: SocketAddr = format!("[{theirs}]:7443").parse().unwrap();
             let pem = |n: &str| f.pki.path().join(n);
-            let child = Command::new("ip")
-                .args(["netns", "exec", &f.ns[node], agent_bin, "--node", node])
+            let child = f.nodes[node]
+                .command(agent_bin)
+                .args(["--node", node])
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--cert")
@@ -168,7 +139,7 @@ impl Fabric {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start clt-node-agent");
-            f.agents.push(child);
+            f.agents.push(KillOnDrop(child));
             f.addr.insert(node.to_string(), addr);
         }
         for (node, addr) in &f.addr {
@@ -257,7 +228,7 @@ fn compile() -> (tempfile::TempDir, Compiled) {
 
 #[test]
 fn remote_nodes_roll_out_and_back_through_their_agents() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let fabric = Fabric::new();
     let rt = rt();
     let (_d, v1) = compile();

@@ -21,8 +21,8 @@
 //! unreachable switch in the middle of an incremental rollout, both rolled
 //! back (every host's kernel and every switch's entries read back).
 //!
-//! Needs root, `ip`, `simple_switch_grpc` and `p4c-bm2-ss`; says
-//! `skipped: ...` and returns otherwise.
+//! Needs root, `ip`, `simple_switch_grpc`, `p4c-bm2-ss` and `python3`;
+//! says `skipped: ...` (clt-testkit's report_skip) and returns otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod netns_util;
@@ -30,8 +30,8 @@ mod netns_util;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{SocketAddrV6, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,8 +41,9 @@ use clt_controller::inputs::DeviceInputs;
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
 use clt_controller::rollout::{self, Compiled, Options};
+use clt_testkit::{KillOnDrop, Netns, ip};
 use cltc::ir::NodeKind;
-use netns_util::{assert_encap_last, ip, kernel_snapshot, receiver, rt, sender};
+use netns_util::{NodeNs, assert_encap_last, kernel_snapshot, receiver, rt, sender};
 
 /// The senders' pace: bmv2 forwards in software, one packet at a time;
 /// faster, a busy machine starves the switches and they drop packets for
@@ -53,24 +54,9 @@ const SEND_EVERY: Duration = Duration::from_millis(2);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn missing() -> Option<String> {
-    if let Some(why) = netns_util::skip_reason() {
-        return Some(why);
-    }
-    for tool in ["simple_switch_grpc", "p4c-bm2-ss", "python3"] {
-        if clt_bmv2_tests::find_tool(tool).is_none() {
-            return Some(format!("{tool} not on PATH (the bmv2 rollout needs it)"));
-        }
-    }
-    None
-}
-
-macro_rules! require_tools {
-    ($name:literal) => {
-        if let Some(why) = missing() {
-            clt_bmv2_tests::report_skip(concat!("rollout_bmv2::", $name), &why);
-            return;
-        }
-    };
+    clt_testkit::skip::netns_unavailable().or_else(|| {
+        clt_testkit::skip::tools_missing(&["simple_switch_grpc", "p4c-bm2-ss", "python3"])
+    })
 }
 
 /// A UDP policy web -> store, through leaf1, spine1 and leaf3.
@@ -116,21 +102,13 @@ fn leaf_spine(ports: &BTreeMap<String, u16>) -> String {
 /// socket never does, so the host at the other end would drop every
 /// datagram (`Udp6InCsumErrors`). Packets with a Hop-by-Hop header are
 /// checksummed in software anyway, which is why only plain traffic shows it.
-fn tx_checksum_off(ns: &str, dev: &str) {
+fn tx_checksum_off(ns: &Netns, dev: &str) {
     const SCRIPT: &str = "import ctypes,fcntl,socket,struct,sys\n\
 ev=ctypes.create_string_buffer(struct.pack('II',0x17,0))\n\
 ifr=struct.pack('16sP',sys.argv[1].encode(),ctypes.addressof(ev))\n\
 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
 fcntl.ioctl(s.fileno(),0x8946,ifr)\n";
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", SCRIPT, dev])
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{ns}: tx checksum offload off on {dev}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ns.exec(&["python3", "-c", SCRIPT, dev]);
 }
 
 fn free_port() -> u16 {
@@ -152,7 +130,7 @@ fn compile(src: &str, cache: &mut HashMap<String, Vec<u8>>) -> (tempfile::TempDi
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &f.contents).unwrap();
     }
-    let p4c = clt_bmv2_tests::find_tool("p4c-bm2-ss").unwrap();
+    let p4c = clt_testkit::skip::find_tool("p4c-bm2-ss").unwrap();
     for n in &compiled.fabric.nodes {
         if n.kind != NodeKind::Bmv2 {
             continue;
@@ -188,26 +166,22 @@ type Switch = (u16, u64, Vec<(u32, String)>);
 /// The hosts' namespaces, the switches' veth ports and the switches,
 /// removed on drop (also when the test fails).
 struct Net {
+    /// Names the switches' notification sockets.
     id: String,
     /// Linux node -> namespace.
     ns: HashMap<String, String>,
+    hosts: NodeNs,
     switches: BTreeMap<String, Switch>,
-    running: HashMap<String, Child>,
+    running: HashMap<String, KillOnDrop>,
     /// Root-namespace veths (deleting one end deletes the pair).
     links: Vec<String>,
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for (_, mut c) in self.running.drain() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.running.clear();
         for l in &self.links {
-            let _ = Command::new("ip").args(["link", "del", l]).output();
-        }
-        for ns in self.ns.values() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = clt_testkit::try_ip(&["link", "del", l]);
         }
         for (_, dev, _) in self.switches.values() {
             let _ = std::fs::remove_file(self.ipc(*dev));
@@ -220,38 +194,23 @@ impl Net {
     /// switches), with P4Runtime ports from `ports`. The switches are not
     /// started yet.
     fn new(fabric: &cltc::ir::Fabric, ports: &BTreeMap<String, u16>) -> Net {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "cb{}{}",
-            std::process::id() % 10_000,
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let linux = fabric.nodes.iter().filter(|n| n.kind == NodeKind::Linux);
+        let hosts = NodeNs::new("cb", linux.clone().map(|n| n.name.as_str()));
+        for n in linux {
+            hosts.no_dad(&n.name);
+        }
         let mut net = Net {
-            id: id.clone(),
-            ns: HashMap::new(),
+            id: clt_testkit::unique("cltrb"),
+            ns: hosts.names(),
+            hosts,
             switches: BTreeMap::new(),
             running: HashMap::new(),
             links: Vec::new(),
         };
-        for n in &fabric.nodes {
-            match n.kind {
-                NodeKind::Linux => {
-                    let name = format!("{id}{}", n.name);
-                    ip(&["netns", "add", &name]);
-                    net.ns.insert(n.name.clone(), name.clone());
-                    ip(&["-n", &name, "link", "set", "lo", "up"]);
-                    clt_linux::netns::run_in(Some(&name), || {
-                        clt_linux::sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
-                        clt_linux::sysctl::write("net.ipv6.conf.all.accept_dad", "0")
-                    })
-                    .unwrap();
-                }
-                _ => {
-                    let p = n.p4runtime.as_ref().expect("a P4 node's p4runtime");
-                    net.switches
-                        .insert(n.name.clone(), (ports[&n.name], p.device_id, Vec::new()));
-                }
-            }
+        for n in fabric.nodes.iter().filter(|n| n.kind != NodeKind::Linux) {
+            let p = n.p4runtime.as_ref().expect("a P4 node's p4runtime");
+            net.switches
+                .insert(n.name.clone(), (ports[&n.name], p.device_id, Vec::new()));
         }
         // One veth per link end on a switch, in this namespace; a host's
         // end is its interface, in its namespace.
@@ -268,11 +227,14 @@ impl Net {
                 let iface = &node.interfaces[e.iface as usize];
                 match node.kind {
                     NodeKind::Linux => {
-                        ends.push((iface.name.clone(), Some(net.ns[&node.name].clone()), None))
+                        ends.push((iface.name.clone(), Some(node.name.clone()), None))
                     }
                     _ => {
                         let port = iface.port.expect("a switch port");
-                        let name = format!("{id}s{}p{port}", sw_index[&node.name]);
+                        let name = clt_testkit::unique_ifname(&format!(
+                            "s{}p{port}",
+                            sw_index[&node.name]
+                        ));
                         net.switches
                             .get_mut(&node.name)
                             .unwrap()
@@ -287,18 +249,19 @@ impl Net {
                 }
             }
             let (a, b) = (&ends[0], &ends[1]);
+            let ns_of = |host: &Option<String>| host.as_ref().map(|h| net.hosts[h].name());
             let mut args = vec!["link", "add", "name", a.0.as_str()];
-            if let Some(ns) = &a.1 {
-                args.extend(["netns", ns.as_str()]);
+            if let Some(ns) = ns_of(&a.1) {
+                args.extend(["netns", ns]);
             }
             args.extend(["type", "veth", "peer", "name", b.0.as_str()]);
-            if let Some(ns) = &b.1 {
-                args.extend(["netns", ns.as_str()]);
+            if let Some(ns) = ns_of(&b.1) {
+                args.extend(["netns", ns]);
             }
             ip(&args);
-            for (name, ns, mac) in [a, b] {
-                if let Some(ns) = ns {
-                    tx_checksum_off(ns, name);
+            for (name, host, mac) in [a, b] {
+                if let Some(host) = host {
+                    tx_checksum_off(&net.hosts[host], name);
                     continue;
                 }
                 net.links.push(name.clone());
@@ -335,7 +298,7 @@ impl Net {
             .stderr(Stdio::null())
             .spawn()
             .expect("start simple_switch_grpc");
-        self.running.insert(node.to_string(), child);
+        self.running.insert(node.to_string(), KillOnDrop(child));
         let t0 = Instant::now();
         while TcpStream::connect(("127.0.0.1", grpc)).is_err() {
             assert!(
@@ -347,10 +310,7 @@ impl Net {
     }
 
     fn kill(&mut self, node: &str) {
-        if let Some(mut c) = self.running.remove(node) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.running.remove(node);
     }
 
     fn options(&self) -> Options {
@@ -444,18 +404,9 @@ fn trace_at(net: &Net, switch: &str, port: u32, dst: &str) -> Vec<u32> {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(done, "no packet to {dst} left {switch} port {port} in 20 s");
-    // The first record of a classic pcap file (Ethernet).
-    let bytes = std::fs::read(&pcap).unwrap();
-    assert!(bytes.len() > 40, "empty capture");
-    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
-    let b = [bytes[32], bytes[33], bytes[34], bytes[35]];
-    let caplen = if little {
-        u32::from_le_bytes(b)
-    } else {
-        u32::from_be_bytes(b)
-    } as usize;
-    let frame = &bytes[40..40 + caplen];
-    let ipv6 = Ipv6Packet::new_checked(&frame[14..]).expect("IPv6");
+    let packets = clt_testkit::pcap::ipv6_packets(&pcap);
+    let first = packets.first().expect("an IPv6 packet in the capture");
+    let ipv6 = Ipv6Packet::new_checked(&first[..]).expect("IPv6");
     assert_eq!(
         ipv6.next_header(),
         IpProtocol::HopByHop,
@@ -513,7 +464,7 @@ fn setup() -> (Net, BTreeMap<String, u16>, String) {
 
 #[test]
 fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
-    require_tools!("switches_and_hosts_roll_out_under_traffic_touching_only_what_changes");
+    clt_testkit::skip_if!(missing());
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (net, _ports, src) = setup();
     let rt = rt();
@@ -638,7 +589,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     std::thread::sleep(Duration::from_millis(300));
     // What the flows carry now, captured where the last switch hands them
     // to the host: the IOAM entries of every hop so far.
-    let hops = clt_bmv2_tests::find_tool("tshark").map(|_| {
+    let hops = clt_testkit::skip::find_tool("tshark").map(|_| {
         (
             trace_at(&net, "leaf1", 1, "2001:db8:1:1::10"),
             trace_at(&net, "leaf3", 1, "2001:db8:3:1::10"),
@@ -703,10 +654,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
                 "traces after the rollout: cache -> web {cache_web:?}, web -> store {web_store:?}"
             );
         }
-        None => clt_bmv2_tests::report_skip(
-            "rollout_bmv2: the IOAM traces on the wire",
-            "tshark not on PATH",
-        ),
+        None => clt_testkit::report_skip("the IOAM traces on the wire: tshark not on PATH"),
     }
     // Untouched nodes read back as before; changed switches hold v2.
     let hosts_after = net.hosts();
@@ -724,7 +672,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
 
 #[test]
 fn a_failure_rolls_back_hosts_and_switches() {
-    require_tools!("a_failure_rolls_back_hosts_and_switches");
+    clt_testkit::skip_if!(missing());
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mut net, _ports, src) = setup();
     let rt = rt();
@@ -816,7 +764,7 @@ fn replace_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_daemon_rolls_out_each_version_to_the_switches() {
-    require_tools!("the_daemon_rolls_out_each_version_to_the_switches");
+    clt_testkit::skip_if!(missing());
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (net, _ports, src) = setup();
     let rt = rt();

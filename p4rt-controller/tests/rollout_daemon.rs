@@ -14,7 +14,6 @@ mod netns_util;
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
@@ -22,43 +21,26 @@ use clt_controller::daemon::{Daemon, RolloutStatus};
 use clt_controller::inputs::DeviceInputs;
 use clt_controller::rollout::{self, Compiled};
 use clt_linux::plan as lplan;
+use clt_testkit::ip;
 use common::FakeSwitch;
-use netns_util::{ip, kernel_snapshot};
-
-macro_rules! require_root {
-    () => {
-        if let Some(why) = netns_util::skip_reason() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
+use netns_util::{NodeNs, kernel_snapshot};
 
 /// The hosts' namespaces (each with an `eth0` whose far end is up),
 /// deleted on drop.
 struct Hosts {
     ns: HashMap<String, String>,
+    _nodes: NodeNs,
 }
 
 impl Hosts {
     fn new() -> Hosts {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "cltrd{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut hosts = Hosts { ns: HashMap::new() };
-        for n in ["entry", "server"] {
-            let name = format!("{id}{n}");
-            ip(&["netns", "add", &name]);
-            hosts.ns.insert(n.to_string(), name.clone());
-            ip(&[
-                "-n", &name, "link", "add", "name", "eth0", "type", "veth", "peer", "name", "far0",
-            ]);
-            ip(&["-n", &name, "link", "set", "far0", "up"]);
+        let nodes = NodeNs::new("cltrd", ["entry", "server"]);
+        nodes.eth0("entry");
+        nodes.eth0("server");
+        Hosts {
+            ns: nodes.names(),
+            _nodes: nodes,
         }
-        hosts
     }
 
     /// Changes still needed on `node` to match its plan in `c`.
@@ -72,16 +54,6 @@ impl Hosts {
             Ok(r.changes.iter().map(|c| c.to_string()).collect())
         })
         .unwrap()
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for ns in self.ns.values() {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", ns])
-                .output();
-        }
     }
 }
 
@@ -186,7 +158,7 @@ fn compiled_router(c: &Compiled) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_keeps_the_fabric_rolled_out() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let hosts = Hosts::new();
     let (sw, addr) = FakeSwitch::start().await;
     let work = tempfile::tempdir().unwrap();

@@ -8,17 +8,17 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV6;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod netns_util;
 
 use clt_controller::rollout::{self, Compiled, Options, Phase};
 use clt_linux::plan as lplan;
+use clt_testkit::ip;
 use cltc::artifact::linux::LinuxPlan;
-use netns_util::{assert_encap_last, ip, kernel_snapshot, receiver, rt, sender};
+use netns_util::{NodeNs, assert_encap_last, kernel_snapshot, receiver, rt, sender};
 
 const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
 const LINKS: [(&str, &str, &str, &str); 4] = [
@@ -28,52 +28,24 @@ const LINKS: [(&str, &str, &str, &str); 4] = [
     ("leaf2", "down", "api", "eth0"),
 ];
 
-macro_rules! require_root {
-    () => {
-        if let Some(why) = netns_util::skip_reason() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
-
 /// The five namespaces with their veth links, deleted on drop.
 struct Fabric {
     /// node -> namespace
     ns: HashMap<String, String>,
+    _nodes: NodeNs,
 }
 
 impl Fabric {
     fn new() -> Fabric {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "cltro{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut f = Fabric { ns: HashMap::new() };
+        let nodes = NodeNs::new("cltro", NODES);
+        nodes.link(&LINKS);
         for n in NODES {
-            let name = format!("{id}{n}");
-            ip(&["netns", "add", &name]);
-            f.ns.insert(n.to_string(), name.clone());
-            ip(&["-n", &name, "link", "set", "lo", "up"]);
+            nodes.no_dad(n);
         }
-        for (a, ai, b, bi) in LINKS {
-            ip(&[
-                "-n", &f.ns[a], "link", "add", "name", ai, "type", "veth", "peer", "name", bi,
-                "netns", &f.ns[b],
-            ]);
+        Fabric {
+            ns: nodes.names(),
+            _nodes: nodes,
         }
-        // No DAD delays: the addresses are usable as soon as they are set.
-        for ns in f.ns.values() {
-            let ns = ns.clone();
-            clt_linux::netns::run_in(Some(&ns), || {
-                clt_linux::sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
-                clt_linux::sysctl::write("net.ipv6.conf.all.accept_dad", "0")
-            })
-            .unwrap();
-        }
-        f
     }
 
     fn options(&self) -> Options {
@@ -102,14 +74,6 @@ impl Fabric {
             Ok(r.changes.iter().map(|c| c.to_string()).collect())
         })
         .unwrap()
-    }
-}
-
-impl Drop for Fabric {
-    fn drop(&mut self) {
-        for ns in self.ns.values() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 
@@ -142,7 +106,7 @@ fn linux(c: &Compiled, node: &str) -> LinuxPlan {
 
 #[test]
 fn rollout_orders_verifies_and_changes_only_what_differs() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let fabric = Fabric::new();
     let rt = rt();
     let src = example_src();
@@ -341,7 +305,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
 
 #[test]
 fn a_failed_step_rolls_every_node_back() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let fabric = Fabric::new();
     let rt = rt();
     let (_d1, v1) = compile(&example_src());
@@ -392,7 +356,7 @@ fn a_failed_step_rolls_every_node_back() {
 
 #[test]
 fn a_failed_incremental_step_restores_the_previous_fabric() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let fabric = Fabric::new();
     let rt = rt();
     let src = example_src();

@@ -7,83 +7,34 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod netns_util;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use clt_controller::config::DEVICE_CONFIG_FILE;
 use clt_controller::rollout::{self, Compiled, Options};
 use clt_linux::plan::KernelState;
 use common::FakeSwitch;
-
-fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("1");
-    if euid != "0" {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
-    }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` is not installed".into());
-    }
-    None
-}
-
-macro_rules! require_root {
-    () => {
-        if let Some(why) = skip_reason() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("spawn ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use netns_util::NodeNs;
 
 /// Namespaces for the Linux hosts, deleted on drop.
 struct Hosts {
     ns: HashMap<String, String>,
+    _nodes: NodeNs,
 }
 
 impl Hosts {
     /// `with_eth0`: the hosts that get an `eth0`.
     fn new(with_eth0: &[&str]) -> Hosts {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "cltrp{}x{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        // The guard exists before the first namespace does, so a failure
-        // half-way still deletes what was made.
-        let mut hosts = Hosts { ns: HashMap::new() };
-        for n in ["entry", "server"] {
-            let name = format!("{id}{n}");
-            ip(&["netns", "add", &name]);
-            hosts.ns.insert(n.to_string(), name.clone());
-            if with_eth0.contains(&n) {
-                // A veth pair inside the namespace (no dummy driver needed),
-                // its far end up so that eth0 has a carrier.
-                ip(&[
-                    "-n", &name, "link", "add", "name", "eth0", "type", "veth", "peer", "name",
-                    "far0",
-                ]);
-                ip(&["-n", &name, "link", "set", "far0", "up"]);
-            }
+        let nodes = NodeNs::new("cltrp", ["entry", "server"]);
+        for n in with_eth0 {
+            nodes.eth0(n);
         }
-        hosts
+        Hosts {
+            ns: nodes.names(),
+            _nodes: nodes,
+        }
     }
 
     /// Addresses, routes and IOAM namespaces of a host.
@@ -121,14 +72,6 @@ impl Hosts {
             ))
         })
         .unwrap()
-    }
-}
-
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        for ns in self.ns.values() {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }
 
@@ -178,7 +121,7 @@ fn compiled_entries(c: &Compiled) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linux_and_p4_nodes_roll_out_in_order() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let hosts = Hosts::new(&["entry", "server"]);
     let (sw, addr) = FakeSwitch::start().await;
     let (_d, fabric) = compile(&addr.to_string());
@@ -219,7 +162,7 @@ async fn linux_and_p4_nodes_roll_out_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_after_the_switch_step_reconciles_the_switch_back() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     // The server has no eth0: its forwarding step fails after the entry
     // host and the router were configured.
     let hosts = Hosts::new(&["entry"]);
@@ -245,7 +188,7 @@ async fn a_failure_after_the_switch_step_reconciles_the_switch_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_switch_is_a_failed_step() {
-    require_root!();
+    clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let hosts = Hosts::new(&["entry", "server"]);
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

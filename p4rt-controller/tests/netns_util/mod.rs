@@ -1,41 +1,79 @@
-//! What the rollout tests in network namespaces share: the root check,
-//! `ip`, a kernel snapshot of everything a plan can touch, and the UDP
+//! What the rollout tests in network namespaces share (beyond
+//! clt-testkit): a namespace per node, a kernel snapshot of everything a plan can touch, and the UDP
 //! sender and receiver that measure traffic during a rollout.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clt_controller::rollout::{Phase, Step};
 use clt_linux::plan::KernelState;
+use clt_testkit::{Netns, veth};
 
-/// Why a namespaced test cannot run here, if it cannot.
-pub fn skip_reason() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("1");
-    if euid != "0" {
-        return Some("not root (network namespaces need CAP_SYS_ADMIN)".into());
+/// One network namespace per node (named after the node, unique to this
+/// test), each deleted on drop.
+pub struct NodeNs(HashMap<String, Netns>);
+
+impl NodeNs {
+    /// `prefix` + node for each of `nodes`.
+    pub fn new<'a>(prefix: &str, nodes: impl IntoIterator<Item = &'a str>) -> NodeNs {
+        let mut m = HashMap::new();
+        for n in nodes {
+            // Inserted one by one: a failure half-way still deletes those made.
+            m.insert(n.to_string(), Netns::new(&format!("{prefix}{n}")));
+        }
+        NodeNs(m)
     }
-    if Command::new("ip").arg("-V").output().is_err() {
-        return Some("iproute2 `ip` is not installed".into());
+
+    /// node -> namespace name (the rollout's `netns` option).
+    pub fn names(&self) -> HashMap<String, String> {
+        self.0
+            .iter()
+            .map(|(n, ns)| (n.clone(), ns.name().to_string()))
+            .collect()
     }
-    None
+
+    /// The veth pairs `(node, ifname, node, ifname)`.
+    pub fn link(&self, links: &[(&str, &str, &str, &str)]) {
+        for (a, ai, b, bi) in links {
+            veth(&self[*a], ai, &self[*b], bi);
+        }
+    }
+
+    /// No DAD delays: addresses are usable as soon as they are set.
+    pub fn no_dad(&self, node: &str) {
+        clt_linux::netns::run_in(Some(self[node].name()), || {
+            clt_linux::sysctl::write("net.ipv6.conf.default.accept_dad", "0")?;
+            clt_linux::sysctl::write("net.ipv6.conf.all.accept_dad", "0")
+        })
+        .unwrap();
+    }
+
+    /// An `eth0` in `node` with a carrier: a veth pair inside the namespace
+    /// (no dummy driver needed), its far end `far0` up.
+    pub fn eth0(&self, node: &str) {
+        let ns = &self[node];
+        ns.ip(&[
+            "link", "add", "name", "eth0", "type", "veth", "peer", "name", "far0",
+        ]);
+        ns.ip(&["link", "set", "far0", "up"]);
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
 }
 
-pub fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("spawn ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+impl std::ops::Index<&str> for NodeNs {
+    type Output = Netns;
+    fn index(&self, node: &str) -> &Netns {
+        self.0
+            .get(node)
+            .unwrap_or_else(|| panic!("no namespace for {node}"))
+    }
 }
 
 /// What a namespace's kernel holds that a plan can touch: links, global
