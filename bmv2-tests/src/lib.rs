@@ -20,7 +20,9 @@ use std::process::Command;
 /// Says that a test was skipped, and why, where CI and users see it.
 ///
 /// libtest captures `println!` and `eprintln!` of passing tests, which would
-/// hide the skip; a direct write to stderr is not captured.
+/// hide the skip; a direct write to stderr is not captured. For callers
+/// that name the test themselves; `clt_testkit::skip_if!` names it from the
+/// test's thread.
 pub fn report_skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "bmv2-tests: {test}: skipped: {why}");
 }
@@ -47,18 +49,9 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// The full path of `tool` if it is an executable file on `PATH`.
-pub fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+/// The full path of `tool` if it is an executable file on `PATH`
+/// (clt-testkit's, re-exported for this crate's callers).
+pub use clt_testkit::skip::find_tool;
 
 /// The repository's `examples/` directory.
 pub fn examples_dir() -> PathBuf {

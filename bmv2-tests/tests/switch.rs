@@ -17,42 +17,32 @@
 //! and the `clt-controller` binary (built by `cargo test --workspace`, or
 //! named by `CLT_CONTROLLER`); says `skipped: ...` and returns otherwise.
 
-use clt_bmv2_tests::find_tool;
 use clt_proto::ioam_api::IoamTrace;
 use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
+use clt_testkit::skip::{self, find_tool};
+use clt_testkit::{KillOnDrop, Netns, ip, run_command, tshark, unique_ifname};
 use clt_wire::node::NodeRepr;
 use clt_wire::{CltRepr, HbhBuilder, HbhHeader, HbhRepr, IpProtocol, Ipv6Packet, TraceType};
 use cltc::backend::p4::{self, Target};
 use cltc::ir::NodeIdx;
 use std::net::{Ipv6Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Why the test cannot run here, if it cannot.
 fn missing() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        == Some("0");
-    if !root {
+    if !skip::is_root() {
         return Some("not root".to_string());
     }
-    for tool in [
+    if let Some(why) = skip::tools_missing(&[
         "ip",
         "simple_switch_grpc",
         "p4c-bm2-ss",
         "tshark",
         "python3",
-    ] {
-        if find_tool(tool).is_none() {
-            return Some(format!("{tool} not on PATH"));
-        }
+    ]) {
+        return Some(why);
     }
     if controller_bin().is_none() {
         return Some("clt-controller not built (cargo build -p clt-controller)".to_string());
@@ -71,45 +61,25 @@ fn controller_bin() -> Option<PathBuf> {
     candidate.is_file().then_some(candidate)
 }
 
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn ip(args: &[&str]) {
-    run(Command::new("ip").args(args));
-}
-
-fn in_ns(ns: &str, args: &[&str]) {
-    run(Command::new("ip").args(["netns", "exec", ns]).args(args));
-}
-
 /// Everything the test created, removed on drop (also when it fails).
 struct Fabric {
-    namespaces: Vec<String>,
+    entry: Netns,
+    server: Netns,
+    /// Root-namespace veth ends (deleting one end deletes the pair).
     links: Vec<String>,
     /// The switch's ports (`1@ports[0]`, `2@ports[1]`).
     ports: Vec<String>,
-    switch: Option<Child>,
-    children: Vec<Child>,
+    switch: Option<KillOnDrop>,
+    children: Vec<KillOnDrop>,
 }
 
 impl Drop for Fabric {
     fn drop(&mut self) {
-        for child in self.children.iter_mut().chain(self.switch.as_mut()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // The processes, then the links; the namespaces go with the fields.
+        self.children.clear();
+        self.switch = None;
         for link in &self.links {
-            let _ = Command::new("ip").args(["link", "del", link]).output();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let _ = clt_testkit::try_ip(&["link", "del", link]);
         }
     }
 }
@@ -145,21 +115,10 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
-/// The first packet of a classic pcap file (link type Ethernet).
+/// The first frame of a classic pcap file (link type Ethernet).
 fn first_packet(pcap: &Path) -> Vec<u8> {
-    let bytes = std::fs::read(pcap).expect("read capture");
-    assert!(bytes.len() > 24 + 16, "empty capture");
-    let little = bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
-    let word = |at: usize| {
-        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        if little {
-            u32::from_le_bytes(b)
-        } else {
-            u32::from_be_bytes(b)
-        }
-    };
-    let caplen = word(24 + 8) as usize;
-    bytes[40..40 + caplen].to_vec()
+    let frames = clt_testkit::pcap::ethernet_frames(pcap);
+    frames.into_iter().next().expect("empty capture")
 }
 
 /// A linux host, a bmv2 switch and a linux server as in `login.clt`, with
@@ -169,8 +128,6 @@ struct Topology {
     net: Fabric,
     dir: tempfile::TempDir,
     fabric: cltc::ir::Fabric,
-    entry_ns: String,
-    server_ns: String,
     server_if: String,
     grpc: u16,
 }
@@ -228,59 +185,39 @@ impl Topology {
         .expect("copy the bmv2 JSON");
 
         // Namespaces and links, with login.clt's addresses and MACs.
-        let n = format!(
-            "{}{}",
-            std::process::id() % 100_000,
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let (entry_ns, server_ns) = (format!("clt-e{n}"), format!("clt-s{n}"));
-        let (port1, port2) = (format!("cp1-{n}"), format!("cp2-{n}"));
-        let (entry_if, server_if) = (format!("ce-{n}"), format!("cs-{n}"));
+        let (port1, port2) = (unique_ifname("cp1-"), unique_ifname("cp2-"));
+        let (entry_if, server_if) = (unique_ifname("ce-"), unique_ifname("cs-"));
         let mut net = Fabric {
-            namespaces: vec![],
+            entry: Netns::new("clt-e"),
+            server: Netns::new("clt-s"),
             links: vec![],
             ports: vec![],
             switch: None,
             children: vec![],
         };
-        for ns in [&entry_ns, &server_ns] {
-            ip(&["netns", "add", ns]);
-            net.namespaces.push(ns.clone());
-        }
         for (host_if, port, ns, host_mac, port_mac) in [
-            (&entry_if, &port1, &entry_ns, ENTRY_MAC, ROUTER_MAC1),
-            (&server_if, &port2, &server_ns, SERVER_MAC, ROUTER_MAC2),
+            (&entry_if, &port1, &net.entry, ENTRY_MAC, ROUTER_MAC1),
+            (&server_if, &port2, &net.server, SERVER_MAC, ROUTER_MAC2),
         ] {
-            ip(&["link", "add", host_if, "type", "veth", "peer", "name", port]);
+            ip(&[
+                "link", "add", "name", host_if, "type", "veth", "peer", "name", port,
+            ]);
             net.links.push(port.clone());
             ip(&["link", "set", port, "address", &mac_text(port_mac), "up"]);
-            ip(&["link", "set", host_if, "netns", ns]);
-            in_ns(
-                ns,
-                &[
-                    "ip",
-                    "link",
-                    "set",
-                    host_if,
-                    "address",
-                    &mac_text(host_mac),
-                    "up",
-                ],
-            );
-            in_ns(ns, &["ip", "link", "set", "lo", "up"]);
-            in_ns(
-                ns,
-                &[
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{host_if}.accept_dad=0"),
-                ],
-            );
+            ip(&["link", "set", host_if, "netns", ns.name()]);
+            ns.ip(&["link", "set", host_if, "address", &mac_text(host_mac), "up"]);
+            ns.sysctl(&format!("net.ipv6.conf.{host_if}.accept_dad"), "0");
         }
         let routes = [
-            (&entry_ns, &entry_if, "db01::1/64", "db02::/64", ROUTER_MAC1),
             (
-                &server_ns,
+                &net.entry,
+                &entry_if,
+                "db01::1/64",
+                "db02::/64",
+                ROUTER_MAC1,
+            ),
+            (
+                &net.server,
                 &server_if,
                 "db02::2/64",
                 "db01::/64",
@@ -289,37 +226,25 @@ impl Topology {
         ];
         for (ns, dev, address, remote, gw_mac) in routes {
             let gw = link_local(gw_mac).to_string();
-            in_ns(
-                ns,
-                &["ip", "-6", "addr", "add", address, "dev", dev, "nodad"],
-            );
-            in_ns(
-                ns,
-                &[
-                    "ip",
-                    "-6",
-                    "neigh",
-                    "add",
-                    &gw,
-                    "lladdr",
-                    &mac_text(gw_mac),
-                    "dev",
-                    dev,
-                    "nud",
-                    "permanent",
-                ],
-            );
-            in_ns(
-                ns,
-                &["ip", "-6", "route", "add", remote, "via", &gw, "dev", dev],
-            );
+            ns.ip(&["-6", "addr", "add", address, "dev", dev, "nodad"]);
+            ns.ip(&[
+                "-6",
+                "neigh",
+                "add",
+                &gw,
+                "lladdr",
+                &mac_text(gw_mac),
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+            ns.ip(&["-6", "route", "add", remote, "via", &gw, "dev", dev]);
         }
         let mut topology = Topology {
             net,
             dir,
             fabric,
-            entry_ns,
-            server_ns,
             server_if,
             grpc,
         };
@@ -344,7 +269,7 @@ impl Topology {
             .stderr(Stdio::null())
             .spawn()
             .expect("start simple_switch_grpc");
-        self.net.switch = Some(switch);
+        self.net.switch = Some(KillOnDrop(switch));
         wait_for("simple_switch_grpc", Duration::from_secs(20), || {
             TcpStream::connect(("127.0.0.1", grpc)).is_ok()
         });
@@ -352,10 +277,7 @@ impl Topology {
 
     /// Kills simple_switch_grpc and waits until it is gone.
     fn kill_switch(&mut self) {
-        if let Some(mut switch) = self.net.switch.take() {
-            let _ = switch.kill();
-            let _ = switch.wait();
-        }
+        self.net.switch = None;
     }
 
     /// Writes `controller.toml` for the router, with `collector`.
@@ -372,26 +294,17 @@ impl Topology {
     /// Starts capturing the first packet to the server on its interface (a
     /// BPF "tcp" would not look past the Hop-by-Hop header); returns the
     /// capture's file and process.
-    fn capture(&self, name: &str) -> (PathBuf, Child) {
+    fn capture(&self, name: &str) -> (PathBuf, KillOnDrop) {
         let pcap = self.file(name);
-        let capture = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.server_ns,
-                "tshark",
-                "-q",
-                "-i",
-                &self.server_if,
-                "-F",
-                "pcap",
-            ])
+        let capture = (self.net.server.command("tshark"))
+            .args(["-q", "-i", &self.server_if, "-F", "pcap"])
             .args(["-c", "1", "-f", "ip6 dst host db02::2", "-w"])
             .arg(&pcap)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start tshark");
+        let capture = KillOnDrop(capture);
         wait_for("the capture to start", Duration::from_secs(20), || {
             pcap.exists()
         });
@@ -402,7 +315,7 @@ impl Topology {
     /// Sends TCP SYNs to the server from the entry host, with `hbh` as
     /// their Hop-by-Hop header (none if empty), until `capture` has its
     /// packet; returns the captured frame.
-    fn send_until_captured(&self, hbh: &[u8], pcap: &Path, mut capture: Child) -> Vec<u8> {
+    fn send_until_captured(&self, hbh: &[u8], pcap: &Path, mut capture: KillOnDrop) -> Vec<u8> {
         let hex: String = hbh.iter().map(|b| format!("{b:02x}")).collect();
         let script = "import socket,sys\n\
 s=socket.socket(socket.AF_INET6,socket.SOCK_STREAM)\n\
@@ -412,26 +325,17 @@ s.settimeout(1)\n\
 try:\n    s.connect(('db02::2',443))\nexcept OSError:\n    pass\n";
         let start = Instant::now();
         loop {
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.entry_ns,
-                    "python3",
-                    "-c",
-                    script,
-                    &hex,
-                ])
+            let _ = (self.net.entry.command("python3"))
+                .args(["-c", script, &hex])
                 .output()
                 .expect("run python3");
             if let Ok(Some(_)) = capture.try_wait() {
                 break;
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = capture.kill();
-                let _ = capture.wait();
-                panic!("no packet reached the server in 30 s");
-            }
+            assert!(
+                start.elapsed() <= Duration::from_secs(30),
+                "no packet reached the server in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
         first_packet(pcap)
@@ -458,17 +362,16 @@ const SPAN_ID: u64 = 0x1122_3344_5566_7788;
 
 #[test]
 fn a_transit_switch_forwards_and_fills_its_entry() {
-    if let Some(why) = missing() {
-        clt_bmv2_tests::report_skip("a_transit_switch_forwards_and_fills_its_entry", &why);
-        return;
-    }
+    clt_testkit::skip_if!(missing());
     let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
         .expect("login.clt");
     let topo = Topology::new("login.clt", &src);
     let config = topo.controller_config(free_port());
-    run(Command::new(controller_bin().expect("controller"))
-        .args(["install", "--config"])
-        .arg(&config));
+    run_command(
+        Command::new(controller_bin().expect("controller"))
+            .args(["install", "--config"])
+            .arg(&config),
+    );
 
     let (pcap, capture) = topo.capture("server.pcap");
     let fabric = &topo.fabric;
@@ -595,11 +498,7 @@ policy login {
 
 #[test]
 fn a_decapsulating_switch_removes_the_header_and_reports_the_trace() {
-    let test = "a_decapsulating_switch_removes_the_header_and_reports_the_trace";
-    if let Some(why) = missing() {
-        clt_bmv2_tests::report_skip(test, &why);
-        return;
-    }
+    clt_testkit::skip_if!(missing());
     let mut topo = Topology::new("decap.clt", DECAP_CLT);
     let receiver = Receiver::start();
     let daemon = Command::new(controller_bin().expect("controller"))
@@ -610,7 +509,7 @@ fn a_decapsulating_switch_removes_the_header_and_reports_the_trace() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start clt-controller run");
-    topo.net.children.push(daemon);
+    topo.net.children.push(KillOnDrop(daemon));
 
     let (pcap, capture) = topo.capture("server.pcap");
     let hbh = clt_hbh(&topo.fabric, TRACE_ID, SPAN_ID);
@@ -679,11 +578,7 @@ fn assert_router_entry(frame: &[u8], fabric: &cltc::ir::Fabric) {
 
 #[test]
 fn the_daemon_reinstalls_a_restarted_switch() {
-    let test = "the_daemon_reinstalls_a_restarted_switch";
-    if let Some(why) = missing() {
-        clt_bmv2_tests::report_skip(test, &why);
-        return;
-    }
+    clt_testkit::skip_if!(missing());
     let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
         .expect("login.clt");
     let mut topo = Topology::new("login.clt", &src);
@@ -696,7 +591,7 @@ fn the_daemon_reinstalls_a_restarted_switch() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start clt-controller run");
-    topo.net.children.push(daemon);
+    topo.net.children.push(KillOnDrop(daemon));
     let hbh = clt_hbh(&topo.fabric, TRACE_ID, SPAN_ID);
 
     let (pcap, capture) = topo.capture("before.pcap");
@@ -729,41 +624,16 @@ fn encap_clt() -> String {
         )
 }
 
-/// tshark's dissection of the first packet of `pcap`: `fields`, tab
-/// separated, several occurrences of one field comma separated.
-fn dissect(pcap: &Path, fields: &[&str]) -> Vec<String> {
-    let mut cmd = Command::new("tshark");
-    cmd.args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-c", "1", "-T", "fields"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim_end()
-        .split('\t')
-        .map(str::to_string)
-        .collect()
-}
-
 #[test]
 fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
-    let test = "an_encapsulating_switch_inserts_the_trace_with_its_entry";
-    if let Some(why) = missing() {
-        clt_bmv2_tests::report_skip(test, &why);
-        return;
-    }
+    clt_testkit::skip_if!(missing());
     let topo = Topology::new("encap.clt", &encap_clt());
     let config = topo.controller_config(free_port());
-    run(Command::new(controller_bin().expect("controller"))
-        .args(["install", "--config"])
-        .arg(&config));
+    run_command(
+        Command::new(controller_bin().expect("controller"))
+            .args(["install", "--config"])
+            .arg(&config),
+    );
 
     // A plain SYN (no Hop-by-Hop header) matching the policy.
     let (pcap, capture) = topo.capture("server.pcap");
@@ -800,8 +670,9 @@ fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
 /// router's entry (node 2, interfaces 21 and 22, hop limit 63) in
 /// `namespace`, and returns the Hop-by-Hop option types tshark saw.
 fn dissect_router_entry(pcap: &Path, namespace: u16) -> Vec<u64> {
-    let fields = dissect(
+    let rows = tshark::fields(
         pcap,
+        None,
         &[
             "ipv6.nxt",
             "ipv6.opt.ioam.trace.ns",
@@ -813,22 +684,19 @@ fn dissect_router_entry(pcap: &Path, namespace: u16) -> Vec<u64> {
             "tcp.dstport",
         ],
     );
+    let fields = rows.first().expect("tshark dissected no packet");
     assert_eq!(fields.len(), 8, "tshark fields: {fields:?}");
     // tshark prints some of these in hex (`0x000002`).
-    let number = |f: &str| {
-        match f.strip_prefix("0x") {
-            Some(hex) => u64::from_str_radix(hex, 16),
-            None => f.parse(),
-        }
-        .unwrap_or_else(|e| panic!("tshark field {f:?} in {fields:?}: {e}"))
-    };
-    let numbers: Vec<u64> = fields[..6].iter().map(|f| number(f)).collect();
+    let numbers: Vec<u64> = fields[..6]
+        .iter()
+        .flat_map(|f| tshark::numbers(f))
+        .collect();
     assert_eq!(
         numbers,
         [0, u64::from(namespace), 63, 2, 21, 22],
         "next header, namespace, hop limit, node id, interfaces"
     );
-    let options: Vec<u64> = fields[6].split(',').map(number).collect();
+    let options = tshark::numbers(&fields[6]);
     assert!(options.contains(&0x31), "an IOAM option: {options:?}");
     assert_eq!(fields[7], "443");
     options
