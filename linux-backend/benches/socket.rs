@@ -2,16 +2,17 @@
 //! header with this node's entry, one `setsockopt`) plus `disable` (one
 //! `setsockopt`), against the two bare `setsockopt` calls with a prebuilt
 //! header as the baseline. Runs as root in a private network namespace
-//! configured by `clt-linux` from a cltc plan; prints "skipped" otherwise.
+//! configured by `clt-linux` from a cltc plan; says why it is skipped
+//! otherwise (clt-testkit's report_skip).
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use clt_linux::{Insertion, Options, netns, nl::Netlink, plan, socket};
+use clt_testkit::{Netns, report_skip, skip, veth};
 use criterion::Criterion;
 use std::hint::black_box;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
-use std::process::Command;
 
 const POLICY: &str = r#"
 domain d {
@@ -26,36 +27,19 @@ link a.eth0 -- b.eth0
 policy p { domain d from a to b match dst db01::/64 }
 "#;
 
-struct Ns(String);
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn main() {
-    let a = Ns(format!("cltbencha{}", std::process::id()));
-    let b = Ns(format!("cltbenchb{}", std::process::id()));
-    if !(ip(&["netns", "add", &a.0]) && ip(&["netns", "add", &b.0])) {
-        eprintln!("skipped: cannot create network namespaces (needs root and iproute2)");
+    if let Some(why) = skip::netns_unavailable() {
+        report_skip(&why);
         return;
     }
-    ip(&[
-        "-n", &a.0, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.0,
-    ]);
+    let (a, b) = (Netns::new("cltbencha"), Netns::new("cltbenchb"));
+    veth(&a, "eth0", &b, "eth0");
     let compiled = cltc::compile_source("bench.clt", POLICY).expect("policy compiles");
     let plan_a = cltc::backend::linux::plan(&compiled.fabric, cltc::ir::NodeIdx(0));
     let policy = plan_a.encap[0].clone();
     let p = plan_a.clone();
     let start = std::time::Instant::now();
-    netns::run_in(Some(&a.0), move || {
+    netns::run_in(Some(a.name()), move || {
         plan::apply(
             &Netlink::open()?,
             &p,
@@ -68,7 +52,7 @@ fn main() {
     eprintln!("apply of node a's plan: {:?}", start.elapsed());
 
     // Criterion runs on this thread: move it into A for good.
-    netns::enter(&a.0).expect("enter netns");
+    netns::enter(a.name()).expect("enter netns");
     let sock = UdpSocket::bind("[::]:0").unwrap();
     sock.connect("[db01::2]:9").unwrap();
     let ids = ([0x42; 16], [0x17; 8]);
