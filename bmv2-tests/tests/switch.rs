@@ -20,12 +20,12 @@
 use clt_proto::ioam_api::IoamTrace;
 use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
 use clt_testkit::skip::{self, find_tool};
-use clt_testkit::{KillOnDrop, Netns, ip, run_command, tshark, unique_ifname};
+use clt_testkit::{KillOnDrop, Netns, free_port, ip, run_command, tshark, unique_ifname};
 use clt_wire::node::NodeRepr;
 use clt_wire::{CltRepr, HbhBuilder, HbhHeader, HbhRepr, IpProtocol, Ipv6Packet, TraceType};
 use cltc::backend::p4::{self, Target};
 use cltc::ir::NodeIdx;
-use std::net::{Ipv6Addr, TcpListener, TcpStream};
+use std::net::{Ipv6Addr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,11 +100,6 @@ fn link_local(mac: [u8; 6]) -> Ipv6Addr {
 
 fn mac_text(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("address").port()
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {

@@ -28,7 +28,7 @@
 mod netns_util;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{SocketAddrV6, TcpListener, TcpStream};
+use std::net::{SocketAddrV6, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,7 +41,7 @@ use clt_controller::inputs::DeviceInputs;
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
 use clt_controller::rollout::{self, Compiled, Options};
-use clt_testkit::{KillOnDrop, Netns, ip};
+use clt_testkit::{KillOnDrop, Netns, free_port, ip};
 use cltc::ir::NodeKind;
 use netns_util::{NodeNs, assert_encap_last, kernel_snapshot, receiver, rt, sender};
 
@@ -109,11 +109,6 @@ ifr=struct.pack('16sP',sys.argv[1].encode(),ctypes.addressof(ev))\n\
 s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
 fcntl.ioctl(s.fileno(),0x8946,ifr)\n";
     ns.exec(&["python3", "-c", SCRIPT, dev]);
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Compiles `src` with cltc into a fresh directory and every bmv2 program

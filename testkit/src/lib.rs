@@ -26,7 +26,7 @@ mod netns;
 
 pub use child::KillOnDrop;
 pub use cmd::{Error, ip, run, run_command, try_ip, try_run, try_run_command};
-pub use names::{TempFile, unique, unique_ifname};
+pub use names::{TempFile, free_port, unique, unique_ifname};
 pub use netns::{Netns, try_veth, veth};
 pub use skip::report_skip;
 

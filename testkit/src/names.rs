@@ -41,6 +41,15 @@ pub fn unique_ifname(prefix: &str) -> String {
     name
 }
 
+/// A TCP port of 127.0.0.1 that was free a moment ago (the kernel's pick
+/// for port 0), for a server the test starts next. Another process may take
+/// it in between: use it only where the server cannot be handed a bound
+/// socket.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("a bound address").port()
+}
+
 /// A path in the temporary directory, unique like [`unique`], removed (file
 /// or directory) on drop.
 #[derive(Debug)]
@@ -80,6 +89,9 @@ mod tests {
         assert_ne!(unique("ns"), unique("ns"));
         assert_eq!(base36(0), "0");
         assert_eq!(base36(4_194_304), "2hwcg");
+        let port = free_port();
+        assert_ne!(port, 0);
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     }
 
     #[test]
