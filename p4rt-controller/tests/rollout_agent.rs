@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 use clt_controller::connect::TlsOptions;
 use clt_controller::node_agent::AgentAddr;
 use clt_controller::rollout::{self, Compiled, Options};
-use clt_linux::plan as lplan;
 use clt_testkit::{KillOnDrop, ip};
-use netns_util::{NodeNs, kernel_snapshot, rt};
+use netns_util::{NodeNs, rt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
@@ -188,25 +187,6 @@ impl Fabric {
             ..Default::default()
         }
     }
-
-    fn snapshot(&self) -> HashMap<String, String> {
-        self.ns
-            .iter()
-            .map(|(n, ns)| (n.clone(), kernel_snapshot(ns)))
-            .collect()
-    }
-
-    fn diff(&self, c: &Compiled, node: &str) -> Vec<String> {
-        let Some(rollout::Artifact::Linux(plan)) = c.nodes.get(node).cloned() else {
-            panic!("{node} is not linux")
-        };
-        clt_linux::netns::run_in(Some(&self.ns[node]), move || {
-            let nl = clt_linux::nl::Netlink::open()?;
-            let r = lplan::diff(&nl, &plan, &lplan::Options::default())?;
-            Ok(r.changes.iter().map(|c| c.to_string()).collect())
-        })
-        .unwrap()
-    }
 }
 
 fn compile() -> (tempfile::TempDir, Compiled) {
@@ -236,7 +216,7 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     // 1. Without a client certificate the agents refuse the controller:
     //    the first remote step fails and the local steps before it are
     //    undone.
-    let before = fabric.snapshot();
+    let before = fabric.nodes.snapshot();
     let out = rt.block_on(rollout::run(None, &v1, &fabric.options(false), |_| {}));
     let failure = out.failure.as_ref().expect("the agents should refuse");
     assert_eq!(failure.step.node, "spine", "{out}");
@@ -244,7 +224,7 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     assert!(failure.undo_errors.is_empty(), "{out}");
     assert_eq!(
         before,
-        fabric.snapshot(),
+        fabric.nodes.snapshot(),
         "a refused rollout changed a node"
     );
 
@@ -252,7 +232,7 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     //    back, spine through its agent's undo.
     let api = fabric.ns["api"].clone();
     ip(&["-n", &api, "link", "set", "eth0", "name", "wrong"]);
-    let before = fabric.snapshot();
+    let before = fabric.nodes.snapshot();
     let out = rt.block_on(rollout::run(None, &v1, &fabric.options(true), |_| {}));
     eprintln!("{out}");
     let failure = out.failure.as_ref().expect("the rollout should fail");
@@ -265,7 +245,11 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     let undone: Vec<&str> = failure.undone.iter().map(|s| s.node.as_str()).collect();
     assert_eq!(undone, ["leaf2", "spine", "leaf1", "web"], "{out}");
     assert!(failure.undo_errors.is_empty(), "{out}");
-    assert_eq!(before, fabric.snapshot(), "a node was not rolled back");
+    assert_eq!(
+        before,
+        fabric.nodes.snapshot(),
+        "a node was not rolled back"
+    );
     ip(&["-n", &api, "link", "set", "wrong", "name", "eth0"]);
 
     // 3. The whole fabric, two nodes of it through their agents: the same
@@ -275,7 +259,7 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
     eprintln!("{out}");
     assert_eq!(out.done.len(), 10, "{out}");
     for n in NODES {
-        assert_eq!(fabric.diff(&v1, n), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
     }
     // Again: nothing to change, remote nodes included.
     let again = rt.block_on(rollout::run(None, &v1, &fabric.options(true), |_| {}));

@@ -40,10 +40,10 @@ use clt_controller::device::{Device, DeviceSpec};
 use clt_controller::inputs::DeviceInputs;
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
-use clt_controller::rollout::{self, Compiled, Options};
+use clt_controller::rollout::{self, Compiled};
 use clt_testkit::{KillOnDrop, Netns, free_port, ip};
 use cltc::ir::NodeKind;
-use netns_util::{NodeNs, assert_encap_last, kernel_snapshot, receiver, rt, sender};
+use netns_util::{NodeNs, assert_encap_last, receiver, rt, sender};
 
 /// The senders' pace: bmv2 forwards in software, one packet at a time;
 /// faster, a busy machine starves the switches and they drop packets for
@@ -307,23 +307,6 @@ impl Net {
     fn kill(&mut self, node: &str) {
         self.running.remove(node);
     }
-
-    fn options(&self) -> Options {
-        Options {
-            netns: self.ns.clone(),
-            dry_run: false,
-            insertion: clt_linux::Insertion::Auto,
-            ..Default::default()
-        }
-    }
-
-    /// Every host's kernel state.
-    fn hosts(&self) -> BTreeMap<String, String> {
-        self.ns
-            .iter()
-            .map(|(n, ns)| (n.clone(), kernel_snapshot(ns)))
-            .collect()
-    }
 }
 
 /// The entries of every writable table of `node`, read over P4Runtime
@@ -471,7 +454,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     //    hosts, in rollout.json order, each step read back.
     let t0 = Instant::now();
     let mut log = Vec::new();
-    let out = rt.block_on(rollout::run(None, &v1, &net.options(), |d| {
+    let out = rt.block_on(rollout::run(None, &v1, &net.hosts.options(), |d| {
         log.push(d.step.clone())
     }));
     assert!(out.failure.is_none(), "rollout failed:\n{out}");
@@ -504,7 +487,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
         .filter(|n| !planned.contains(*n))
         .collect();
     assert_eq!(unchanged.len(), 6, "planned: {planned:?}");
-    let hosts_before = net.hosts();
+    let hosts_before = net.hosts.snapshot();
     let switches_before = switches(&rt, &net, d1.path());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -560,7 +543,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     // to place a loss in the rollout.
     let mut timeline = Vec::new();
     let t0 = Instant::now();
-    let out = rt.block_on(rollout::run(Some(&v1), &v2, &net.options(), |d| {
+    let out = rt.block_on(rollout::run(Some(&v1), &v2, &net.hosts.options(), |d| {
         if d.step.role == "encap" && d.step.policies.iter().any(|p| p == "cache_web") {
             cache_web_on.store(true, Ordering::Relaxed);
         }
@@ -652,7 +635,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
         None => clt_testkit::report_skip("the IOAM traces on the wire: tshark not on PATH"),
     }
     // Untouched nodes read back as before; changed switches hold v2.
-    let hosts_after = net.hosts();
+    let hosts_after = net.hosts.snapshot();
     let switches_after = switches(&rt, &net, d2.path());
     for n in &unchanged {
         match switches_before.get(*n) {
@@ -687,8 +670,8 @@ fn a_failure_rolls_back_hosts_and_switches() {
         "name",
         "wrong",
     ]);
-    let hosts_before = net.hosts();
-    let out = rt.block_on(rollout::run(None, &v1, &net.options(), |_| {}));
+    let hosts_before = net.hosts.snapshot();
+    let out = rt.block_on(rollout::run(None, &v1, &net.hosts.options(), |_| {}));
     eprintln!("{out}");
     let failure = out.failure.as_ref().expect("the rollout should fail");
     assert_eq!(
@@ -704,7 +687,11 @@ fn a_failure_rolls_back_hosts_and_switches() {
     assert!(failure.undo_errors.is_empty(), "{out}");
     // Every host as before; every switch has its pipeline (a pushed program
     // stays) and no entry, as before the rollout.
-    assert_eq!(hosts_before, net.hosts(), "a host was not rolled back");
+    assert_eq!(
+        hosts_before,
+        net.hosts.snapshot(),
+        "a host was not rolled back"
+    );
     for (sw, entries) in switches(&rt, &net, d1.path()) {
         assert_eq!(entries, Some(vec![]), "{sw} was not rolled back");
     }
@@ -718,17 +705,17 @@ fn a_failure_rolls_back_hosts_and_switches() {
         "name",
         "eth0",
     ]);
-    let out = rt.block_on(rollout::run(None, &v1, &net.options(), |_| {}));
+    let out = rt.block_on(rollout::run(None, &v1, &net.hosts.options(), |_| {}));
     assert!(out.failure.is_none(), "{out}");
 
     // 2. Incremental, failing on a switch: leaf2 stops answering once
     //    leaf1's first step is verified; spine1 and leaf1 already hold v2's
     //    entries (new policy, new priorities) and go back to v1's.
     let (_d2, v2) = compile(&format!("{v1_src}{CACHE_WEB}"), &mut cache);
-    let hosts_before = net.hosts();
+    let hosts_before = net.hosts.snapshot();
     let switches_before = switches(&rt, &net, d1.path());
     let mut killed = false;
-    let out = rt.block_on(rollout::run(Some(&v1), &v2, &net.options(), |d| {
+    let out = rt.block_on(rollout::run(Some(&v1), &v2, &net.hosts.options(), |d| {
         if d.step.node == "leaf1" && !killed {
             net.kill("leaf2");
             killed = true;
@@ -741,7 +728,7 @@ fn a_failure_rolls_back_hosts_and_switches() {
     let undone: BTreeSet<&str> = failure.undone.iter().map(|s| s.node.as_str()).collect();
     assert_eq!(undone, BTreeSet::from(["spine1", "leaf1"]), "{out}");
     assert!(failure.undo_errors.is_empty(), "{out}");
-    assert_eq!(hosts_before, net.hosts(), "a host changed");
+    assert_eq!(hosts_before, net.hosts.snapshot(), "a host changed");
     let after = switches(&rt, &net, d1.path());
     for (sw, entries) in &after {
         assert_eq!(entries, &switches_before[sw], "{sw} was not rolled back");

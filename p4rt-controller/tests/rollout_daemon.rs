@@ -20,7 +20,6 @@ use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
 use clt_controller::daemon::{Daemon, RolloutStatus};
 use clt_controller::inputs::DeviceInputs;
 use clt_controller::rollout::{self, Compiled};
-use clt_linux::plan as lplan;
 use clt_testkit::ip;
 use common::FakeSwitch;
 use netns_util::{NodeNs, kernel_snapshot};
@@ -29,7 +28,7 @@ use netns_util::{NodeNs, kernel_snapshot};
 /// deleted on drop.
 struct Hosts {
     ns: HashMap<String, String>,
-    _nodes: NodeNs,
+    nodes: NodeNs,
 }
 
 impl Hosts {
@@ -39,21 +38,8 @@ impl Hosts {
         nodes.eth0("server");
         Hosts {
             ns: nodes.names(),
-            _nodes: nodes,
+            nodes,
         }
-    }
-
-    /// Changes still needed on `node` to match its plan in `c`.
-    fn diff(&self, c: &Compiled, node: &str) -> Vec<String> {
-        let Some(rollout::Artifact::Linux(plan)) = c.nodes.get(node).cloned() else {
-            panic!("{node} is not linux")
-        };
-        clt_linux::netns::run_in(Some(&self.ns[node]), move || {
-            let nl = clt_linux::nl::Netlink::open()?;
-            let r = lplan::diff(&nl, &plan, &lplan::Options::default())?;
-            Ok(r.changes.iter().map(|c| c.to_string()).collect())
-        })
-        .unwrap()
     }
 }
 
@@ -188,7 +174,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     );
     assert_eq!(sw.state().tables.len(), compiled_router(&v1));
     for n in ["entry", "server"] {
-        assert_eq!(hosts.diff(&v1, n), Vec::<String>::new(), "{n}");
+        assert_eq!(hosts.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
     }
     let metrics = daemon.metrics_addr.unwrap();
     common::eventually("the router managed between rollouts", || {
@@ -228,7 +214,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     assert!(!s.last_report.contains("remove "), "{}", s.last_report);
     assert_eq!(sw.state().tables.len(), compiled_router(&v2));
     for n in ["entry", "server"] {
-        assert_eq!(hosts.diff(&v2, n), Vec::<String>::new(), "{n}");
+        assert_eq!(hosts.nodes.diff(&v2, n), Vec::<String>::new(), "{n}");
     }
 
     // 3. A version whose rollout fails (the server's eth0 is gone): every
@@ -275,7 +261,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     assert!(!s.failing, "{}", s.last_report);
     let v3 = Compiled::load(&fabric).unwrap();
     for n in ["entry", "server"] {
-        assert_eq!(hosts.diff(&v3, n), Vec::<String>::new(), "{n}");
+        assert_eq!(hosts.nodes.diff(&v3, n), Vec::<String>::new(), "{n}");
     }
     let running = s.running.clone();
     daemon.shutdown().await;

@@ -14,11 +14,9 @@ use std::time::{Duration, Instant};
 
 mod netns_util;
 
-use clt_controller::rollout::{self, Compiled, Options, Phase};
-use clt_linux::plan as lplan;
+use clt_controller::rollout::{self, Compiled, Phase};
 use clt_testkit::ip;
-use cltc::artifact::linux::LinuxPlan;
-use netns_util::{NodeNs, assert_encap_last, kernel_snapshot, receiver, rt, sender};
+use netns_util::{NodeNs, assert_encap_last, linux_plan, receiver, rt, sender};
 
 const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
 const LINKS: [(&str, &str, &str, &str); 4] = [
@@ -32,7 +30,7 @@ const LINKS: [(&str, &str, &str, &str); 4] = [
 struct Fabric {
     /// node -> namespace
     ns: HashMap<String, String>,
-    _nodes: NodeNs,
+    nodes: NodeNs,
 }
 
 impl Fabric {
@@ -44,36 +42,8 @@ impl Fabric {
         }
         Fabric {
             ns: nodes.names(),
-            _nodes: nodes,
+            nodes,
         }
-    }
-
-    fn options(&self) -> Options {
-        Options {
-            netns: self.ns.clone(),
-            dry_run: false,
-            insertion: clt_linux::Insertion::Auto,
-            ..Default::default()
-        }
-    }
-
-    /// What every node's kernel holds that a plan can touch.
-    fn snapshot(&self) -> HashMap<String, String> {
-        self.ns
-            .iter()
-            .map(|(node, ns)| (node.clone(), kernel_snapshot(ns)))
-            .collect()
-    }
-
-    /// Changes still needed on `node` to match `plan` (empty: matches).
-    fn diff(&self, node: &str, plan: &LinuxPlan) -> Vec<String> {
-        let plan = plan.clone();
-        clt_linux::netns::run_in(Some(&self.ns[node]), move || {
-            let nl = clt_linux::nl::Netlink::open()?;
-            let r = lplan::diff(&nl, &plan, &lplan::Options::default())?;
-            Ok(r.changes.iter().map(|c| c.to_string()).collect())
-        })
-        .unwrap()
     }
 }
 
@@ -97,13 +67,6 @@ fn compile(src: &str) -> (tempfile::TempDir, Compiled) {
     (dir, c)
 }
 
-fn linux(c: &Compiled, node: &str) -> LinuxPlan {
-    match &c.nodes[node] {
-        rollout::Artifact::Linux(p) => p.clone(),
-        other => panic!("{node} is not linux: {other:?}"),
-    }
-}
-
 #[test]
 fn rollout_orders_verifies_and_changes_only_what_differs() {
     clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
@@ -114,7 +77,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
 
     // 1. The whole fabric from scratch, in rollout.json order.
     let mut log = Vec::new();
-    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |d| {
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |d| {
         log.push(d.step.clone())
     }));
     assert!(out.failure.is_none(), "rollout failed:\n{out}");
@@ -126,7 +89,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     );
     assert_encap_last(&log);
     for n in NODES {
-        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
     }
     assert_eq!(
         out.touched(),
@@ -140,22 +103,27 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     );
     assert_ne!(v2_src, src);
     let (_d2, v2) = compile(&v2_src);
-    let before = fabric.snapshot();
+    let before = fabric.nodes.snapshot();
     let planned: BTreeSet<String> = rollout::steps(Some(&v1), &v2)
         .into_iter()
         .map(|s| s.node)
         .collect();
     assert_eq!(planned, BTreeSet::from(["web".to_string()]));
-    let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.options(), |_| {}));
+    let out = rt.block_on(rollout::run(
+        Some(&v1),
+        &v2,
+        &fabric.nodes.options(),
+        |_| {},
+    ));
     assert!(out.failure.is_none(), "incremental rollout failed:\n{out}");
     assert!(out.touched().is_subset(&planned), "{:?}", out.touched());
-    let after = fabric.snapshot();
+    let after = fabric.nodes.snapshot();
     for n in ["leaf1", "spine", "leaf2", "api"] {
         assert_eq!(before[n], after[n], "{n} was touched");
     }
     let state_v2 = after;
     for n in NODES {
-        assert_eq!(fabric.diff(n, &linux(&v2, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v2, n), Vec::<String>::new(), "{n}");
     }
 
     // 3. A new policy in the other direction, rolled out under traffic:
@@ -184,8 +152,8 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         Arc::clone(&q2),
     );
     let send_stop = Arc::new(AtomicBool::new(false));
-    let web_api = linux(&v2, "web").encap[0].clone();
-    let api_web = linux(&v3, "api")
+    let web_api = linux_plan(&v2, "web").encap[0].clone();
+    let api_web = linux_plan(&v3, "api")
         .encap
         .iter()
         .find(|p| p.policy == "api_web")
@@ -223,7 +191,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     std::thread::sleep(Duration::from_millis(300));
     let (base1, base2) = (tx1.load(Ordering::Relaxed), tx2.load(Ordering::Relaxed));
     let mut log = Vec::new();
-    let out = rt.block_on(rollout::run(Some(&v2), &v3, &fabric.options(), |d| {
+    let out = rt.block_on(rollout::run(Some(&v2), &v3, &fabric.nodes.options(), |d| {
         if d.step.role == "encap" && d.step.policies.iter().any(|p| p == "api_web") {
             // The application enables the policy once the controller says
             // the fabric is ready for it.
@@ -277,13 +245,13 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         assert!(missing.is_empty(), "{what}: lost {missing:?}");
     }
     for n in NODES {
-        assert_eq!(fabric.diff(n, &linux(&v3, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v3, n), Vec::<String>::new(), "{n}");
     }
 
     // 4. The policy removed again: encap withdrawn first, decap last, and
     //    every node reads back exactly as it did under v2.
     let mut log = Vec::new();
-    let out = rt.block_on(rollout::run(Some(&v3), &v2, &fabric.options(), |d| {
+    let out = rt.block_on(rollout::run(Some(&v3), &v2, &fabric.nodes.options(), |d| {
         log.push(d.step.clone())
     }));
     assert!(out.failure.is_none(), "removal failed:\n{out}");
@@ -296,10 +264,10 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
     assert!(encap < pos("leaf1", "transit"), "{out}");
     assert!(encap < pos("spine", "transit"), "{out}");
     assert!(pos("spine", "transit") < pos("web", "decap"), "{out}");
-    let now = fabric.snapshot();
+    let now = fabric.nodes.snapshot();
     for n in NODES {
         assert_eq!(state_v2[n], now[n], "{n} differs from v2 after the removal");
-        assert_eq!(fabric.diff(n, &linux(&v2, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v2, n), Vec::<String>::new(), "{n}");
     }
 }
 
@@ -321,8 +289,8 @@ fn a_failed_step_rolls_every_node_back() {
         "name",
         "wrong",
     ]);
-    let before = fabric.snapshot();
-    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    let before = fabric.nodes.snapshot();
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     let failure = out.failure.as_ref().expect("the rollout should fail");
     assert_eq!(failure.step.node, "leaf2", "{out}");
     assert!(failure.cause.contains("down"), "cause: {}", failure.cause);
@@ -332,7 +300,7 @@ fn a_failed_step_rolls_every_node_back() {
     let text = out.to_string();
     assert!(text.contains("FAILED apply forwarding on leaf2"), "{text}");
     // Every node reads back as it was before the rollout.
-    let after = fabric.snapshot();
+    let after = fabric.nodes.snapshot();
     for n in NODES {
         assert_eq!(before[n], after[n], "{n} was not rolled back");
     }
@@ -347,10 +315,10 @@ fn a_failed_step_rolls_every_node_back() {
         "name",
         "down",
     ]);
-    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     assert!(out.failure.is_none(), "{out}");
     for n in NODES {
-        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
     }
 }
 
@@ -361,18 +329,18 @@ fn a_failed_incremental_step_restores_the_previous_fabric() {
     let rt = rt();
     let src = example_src();
     let (_d1, v1) = compile(&src);
-    let out = rt.block_on(rollout::run(None, &v1, &fabric.options(), |_| {}));
+    let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     assert!(out.failure.is_none(), "{out}");
     let v2_src = format!(
         "{src}\npolicy api_web {{\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}}\n"
     );
     let (_d2, v2) = compile(&v2_src);
-    let before = fabric.snapshot();
+    let before = fabric.nodes.snapshot();
     // Fail a transit step midway through: once leaf1's transit step is
     // verified, the spine's new ingress interface disappears under its name
     // (a veth is renamed only while down).
     let spine = fabric.ns["spine"].clone();
-    let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.options(), |d| {
+    let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.nodes.options(), |d| {
         if d.step.node == "leaf1" && d.step.role == "transit" {
             ip(&["-n", &spine, "link", "set", "p2", "down"]);
             ip(&["-n", &spine, "link", "set", "p2", "name", "p2x"]);
@@ -395,10 +363,10 @@ fn a_failed_incremental_step_restores_the_previous_fabric() {
     assert!(undone.contains(&("leaf1", "transit")), "{out}");
     assert!(undone.contains(&("web", "decap")), "{out}");
     assert!(failure.undo_errors.is_empty(), "{out}");
-    let after = fabric.snapshot();
+    let after = fabric.nodes.snapshot();
     for n in ["web", "leaf1", "leaf2", "api"] {
         assert_eq!(before[n], after[n], "{n} was not rolled back");
-        assert_eq!(fabric.diff(n, &linux(&v1, n)), Vec::<String>::new(), "{n}");
+        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
     }
     // The spine lost p2's address and routes to the test's own link down;
     // its IOAM state is back as before.

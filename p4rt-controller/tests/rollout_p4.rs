@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use clt_controller::config::DEVICE_CONFIG_FILE;
-use clt_controller::rollout::{self, Compiled, Options};
+use clt_controller::rollout::{self, Compiled};
 use clt_linux::plan::KernelState;
 use common::FakeSwitch;
 use netns_util::NodeNs;
@@ -21,7 +21,7 @@ use netns_util::NodeNs;
 /// Namespaces for the Linux hosts, deleted on drop.
 struct Hosts {
     ns: HashMap<String, String>,
-    _nodes: NodeNs,
+    nodes: NodeNs,
 }
 
 impl Hosts {
@@ -33,7 +33,7 @@ impl Hosts {
         }
         Hosts {
             ns: nodes.names(),
-            _nodes: nodes,
+            nodes,
         }
     }
 
@@ -103,15 +103,6 @@ fn compile(p4runtime: &str) -> (tempfile::TempDir, Compiled) {
     (dir, c)
 }
 
-fn options(hosts: &Hosts) -> Options {
-    Options {
-        netns: hosts.ns.clone(),
-        dry_run: false,
-        insertion: clt_linux::Insertion::Auto,
-        ..Default::default()
-    }
-}
-
 fn compiled_entries(c: &Compiled) -> usize {
     match &c.nodes["router"] {
         rollout::Artifact::P4 { entries, .. } => entries.len(),
@@ -126,7 +117,7 @@ async fn linux_and_p4_nodes_roll_out_in_order() {
     let (sw, addr) = FakeSwitch::start().await;
     let (_d, fabric) = compile(&addr.to_string());
     let mut log = Vec::new();
-    let out = rollout::run(None, &fabric, &options(&hosts), |d| {
+    let out = rollout::run(None, &fabric, &hosts.nodes.options(), |d| {
         log.push(format!("{} {}", d.step.role, d.step.node))
     })
     .await;
@@ -155,7 +146,7 @@ async fn linux_and_p4_nodes_roll_out_in_order() {
     // The same fabric again: nothing to do, nothing written.
     let writes = sw.state().write_calls;
     assert!(rollout::steps(Some(&fabric), &fabric).is_empty());
-    let again = rollout::run(Some(&fabric), &fabric, &options(&hosts), |_| {}).await;
+    let again = rollout::run(Some(&fabric), &fabric, &hosts.nodes.options(), |_| {}).await;
     assert!(again.failure.is_none() && again.done.is_empty());
     assert_eq!(sw.state().write_calls, writes);
 }
@@ -169,7 +160,7 @@ async fn a_failure_after_the_switch_step_reconciles_the_switch_back() {
     let (sw, addr) = FakeSwitch::start().await;
     let (_d, fabric) = compile(&addr.to_string());
     let entry_before = hosts.state("entry");
-    let out = rollout::run(None, &fabric, &options(&hosts), |_| {}).await;
+    let out = rollout::run(None, &fabric, &hosts.nodes.options(), |_| {}).await;
     let failure = out.failure.as_ref().expect("the rollout should fail");
     assert_eq!(failure.step.node, "server", "{out}");
     assert!(failure.cause.contains("eth0"), "{}", failure.cause);
@@ -197,7 +188,7 @@ async fn an_unreachable_switch_is_a_failed_step() {
         .unwrap();
     let (_d, fabric) = compile(&port.to_string());
     let entry_before = hosts.state("entry");
-    let out = rollout::run(None, &fabric, &options(&hosts), |_| {}).await;
+    let out = rollout::run(None, &fabric, &hosts.nodes.options(), |_| {}).await;
     let failure = out.failure.as_ref().expect("the rollout should fail");
     assert_eq!(failure.step.node, "router", "{out}");
     assert!(failure.cause.contains("unreachable"), "{}", failure.cause);

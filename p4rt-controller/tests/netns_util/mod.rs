@@ -3,15 +3,16 @@
 //! sender and receiver that measure traffic during a rollout.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clt_controller::rollout::{Phase, Step};
+use clt_controller::rollout::{Artifact, Compiled, Options, Phase, Step};
 use clt_linux::plan::KernelState;
 use clt_testkit::{Netns, veth};
+use cltc::artifact::linux::LinuxPlan;
 
 /// One network namespace per node (named after the node, unique to this
 /// test), each deleted on drop.
@@ -62,8 +63,34 @@ impl NodeNs {
         ns.ip(&["link", "set", "far0", "up"]);
     }
 
-    pub fn nodes(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+    /// Rollout options that configure each node in its namespace.
+    pub fn options(&self) -> Options {
+        Options {
+            netns: self.names(),
+            dry_run: false,
+            insertion: clt_linux::Insertion::Auto,
+            ..Default::default()
+        }
+    }
+
+    /// Every node's [`kernel_snapshot`].
+    pub fn snapshot(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(n, ns)| (n.clone(), kernel_snapshot(ns.name())))
+            .collect()
+    }
+
+    /// Changes still needed on `node` to match its Linux plan in `c`
+    /// (empty: it matches).
+    pub fn diff(&self, c: &Compiled, node: &str) -> Vec<String> {
+        let plan = linux_plan(c, node);
+        clt_linux::netns::run_in(Some(self[node].name()), move || {
+            let nl = clt_linux::nl::Netlink::open()?;
+            let r = clt_linux::plan::diff(&nl, &plan, &clt_linux::plan::Options::default())?;
+            Ok(r.changes.iter().map(|c| c.to_string()).collect())
+        })
+        .unwrap()
     }
 }
 
@@ -73,6 +100,14 @@ impl std::ops::Index<&str> for NodeNs {
         self.0
             .get(node)
             .unwrap_or_else(|| panic!("no namespace for {node}"))
+    }
+}
+
+/// `node`'s plan in `c`, which must be a Linux node's.
+pub fn linux_plan(c: &Compiled, node: &str) -> LinuxPlan {
+    match c.nodes.get(node) {
+        Some(Artifact::Linux(p)) => p.clone(),
+        other => panic!("{node} is not linux: {other:?}"),
     }
 }
 
