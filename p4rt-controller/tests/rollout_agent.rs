@@ -20,16 +20,9 @@ use clt_controller::connect::TlsOptions;
 use clt_controller::node_agent::AgentAddr;
 use clt_controller::rollout::{self, Compiled, Options};
 use clt_testkit::{KillOnDrop, ip};
-use netns_util::{NodeNs, rt};
+use netns_util::{LINKS, NODES, NodeNs, rt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
-const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
-const LINKS: [(&str, &str, &str, &str); 4] = [
-    ("web", "eth0", "leaf1", "down"),
-    ("leaf1", "up", "spine", "p1"),
-    ("spine", "p2", "leaf2", "up"),
-    ("leaf2", "down", "api", "eth0"),
-];
 /// The nodes reached through an agent, with their management subnet.
 const REMOTE: [(&str, u16); 2] = [("spine", 1), ("api", 2)];
 

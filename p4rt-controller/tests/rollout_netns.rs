@@ -16,15 +16,7 @@ mod netns_util;
 
 use clt_controller::rollout::{self, Compiled, Phase};
 use clt_testkit::ip;
-use netns_util::{NodeNs, assert_encap_last, linux_plan, receiver, rt, sender};
-
-const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
-const LINKS: [(&str, &str, &str, &str); 4] = [
-    ("web", "eth0", "leaf1", "down"),
-    ("leaf1", "up", "spine", "p1"),
-    ("spine", "p2", "leaf2", "up"),
-    ("leaf2", "down", "api", "eth0"),
-];
+use netns_util::{LINKS, NODES, NodeNs, assert_encap_last, linux_plan, receiver, rt, sender};
 
 /// The five namespaces with their veth links, deleted on drop.
 struct Fabric {

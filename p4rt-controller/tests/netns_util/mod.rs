@@ -14,6 +14,16 @@ use clt_linux::plan::KernelState;
 use clt_testkit::{Netns, veth};
 use cltc::artifact::linux::LinuxPlan;
 
+/// examples/fabric-linux.clt's nodes, and its links as (node, interface,
+/// node, interface).
+pub const NODES: [&str; 5] = ["web", "leaf1", "spine", "leaf2", "api"];
+pub const LINKS: [(&str, &str, &str, &str); 4] = [
+    ("web", "eth0", "leaf1", "down"),
+    ("leaf1", "up", "spine", "p1"),
+    ("spine", "p2", "leaf2", "up"),
+    ("leaf2", "down", "api", "eth0"),
+];
+
 /// One network namespace per node (named after the node, unique to this
 /// test), each deleted on drop.
 pub struct NodeNs(HashMap<String, Netns>);
