@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use clt_controller::connect::TlsOptions;
 use clt_controller::node_agent::AgentAddr;
-use clt_controller::rollout::{self, Compiled, Options};
+use clt_controller::rollout::{self, Options};
 use clt_testkit::{KillOnDrop, ip};
-use netns_util::{LINKS, NODES, NodeNs, rt};
+use netns_util::{LINKS, NODES, NodeNs, compile, example_src, rt};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 /// The nodes reached through an agent, with their management subnet.
@@ -182,29 +182,12 @@ impl Fabric {
     }
 }
 
-fn compile() -> (tempfile::TempDir, Compiled) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = std::fs::read_to_string(root.join("examples/fabric-linux.clt")).unwrap();
-    let compiled = match cltc::compile_source("fabric.clt", &src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("fabric.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-    }
-    let c = Compiled::load(dir.path()).unwrap();
-    (dir, c)
-}
-
 #[test]
 fn remote_nodes_roll_out_and_back_through_their_agents() {
     clt_testkit::skip_if!(clt_testkit::skip::netns_unavailable());
     let fabric = Fabric::new();
     let rt = rt();
-    let (_d, v1) = compile();
+    let (_d, v1) = compile(&example_src());
 
     // 1. Without a client certificate the agents refuse the controller:
     //    the first remote step fails and the local steps before it are
@@ -262,7 +245,7 @@ fn remote_nodes_roll_out_and_back_through_their_agents() {
 
 #[test]
 fn agents_are_reached_over_tls_only() {
-    let (dir, _) = compile();
+    let (dir, _) = compile(&example_src());
     let out = Command::new(env!("CARGO_BIN_EXE_clt-controller"))
         .arg("rollout")
         .arg(dir.path())

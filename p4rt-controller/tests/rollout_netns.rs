@@ -7,16 +7,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddrV6;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod netns_util;
 
-use clt_controller::rollout::{self, Compiled, Phase};
+use clt_controller::rollout::{self, Phase};
 use clt_testkit::ip;
-use netns_util::{LINKS, NODES, NodeNs, assert_encap_last, linux_plan, receiver, rt, sender};
+use netns_util::{
+    LINKS, NODES, NodeNs, assert_encap_last, compile, example_src, linux_plan, receiver, rt, sender,
+};
 
 /// The five namespaces with their veth links, deleted on drop.
 struct Fabric {
@@ -37,26 +38,6 @@ impl Fabric {
             nodes,
         }
     }
-}
-
-fn example_src() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join("examples/fabric-linux.clt")).unwrap()
-}
-
-fn compile(src: &str) -> (tempfile::TempDir, Compiled) {
-    let compiled = match cltc::compile_source("fabric.clt", src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("fabric.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-    }
-    let c = Compiled::load(dir.path()).unwrap();
-    (dir, c)
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +24,29 @@ pub const LINKS: [(&str, &str, &str, &str); 4] = [
     ("spine", "p2", "leaf2", "up"),
     ("leaf2", "down", "api", "eth0"),
 ];
+
+/// examples/fabric-linux.clt.
+pub fn example_src() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join("examples/fabric-linux.clt")).unwrap()
+}
+
+/// `src` compiled by cltc into a fresh directory, loaded as a rollout
+/// input.
+pub fn compile(src: &str) -> (tempfile::TempDir, Compiled) {
+    let compiled = match cltc::compile_source("fabric.clt", src) {
+        Ok(c) => c,
+        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for f in cltc::output::files("fabric.clt", &compiled.fabric) {
+        let path = dir.path().join(&f.path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, f.contents).unwrap();
+    }
+    let c = Compiled::load(dir.path()).unwrap();
+    (dir, c)
+}
 
 /// One network namespace per node (named after the node, unique to this
 /// test), each deleted on drop.
