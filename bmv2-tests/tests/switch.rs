@@ -286,6 +286,17 @@ impl Topology {
         path
     }
 
+    /// Installs the router's pipeline and entries once, with
+    /// `clt-controller install` (its collector is a port nothing listens on).
+    fn install(&self) {
+        let config = self.controller_config(free_port());
+        run_command(
+            Command::new(controller_bin().expect("controller"))
+                .args(["install", "--config"])
+                .arg(&config),
+        );
+    }
+
     /// Starts capturing the first packet to the server on its interface (a
     /// BPF "tcp" would not look past the Hop-by-Hop header); returns the
     /// capture's file and process.
@@ -361,12 +372,7 @@ fn a_transit_switch_forwards_and_fills_its_entry() {
     let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
         .expect("login.clt");
     let topo = Topology::new("login.clt", &src);
-    let config = topo.controller_config(free_port());
-    run_command(
-        Command::new(controller_bin().expect("controller"))
-            .args(["install", "--config"])
-            .arg(&config),
-    );
+    topo.install();
 
     let (pcap, capture) = topo.capture("server.pcap");
     let fabric = &topo.fabric;
@@ -623,12 +629,7 @@ fn encap_clt() -> String {
 fn an_encapsulating_switch_inserts_the_trace_with_its_entry() {
     clt_testkit::skip_if!(missing());
     let topo = Topology::new("encap.clt", &encap_clt());
-    let config = topo.controller_config(free_port());
-    run_command(
-        Command::new(controller_bin().expect("controller"))
-            .args(["install", "--config"])
-            .arg(&config),
-    );
+    topo.install();
 
     // A plain SYN (no Hop-by-Hop header) matching the policy.
     let (pcap, capture) = topo.capture("server.pcap");
