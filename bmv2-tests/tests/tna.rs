@@ -3,9 +3,9 @@
 //! program (but unused declarations), and p4c derives the table and action ids, match fields and
 //! params that cltc's P4Info declares.
 //!
-//! bf-p4c is not available: this is the closest check of the Tofino output
-//! (p4src/README.md, "How TNA differs", lists what only bf-p4c would
-//! check). Skipped, with a message, without `p4test` on PATH or without the
+//! bf-p4c rejects most generated Tofino programs today (p4src/README.md,
+//! "How TNA differs"): its test is ignored, and this is the check that
+//! passes. Skipped, with a message, without `p4test` on PATH or without the
 //! headers (`CLT_TNA_P4INCLUDE`, else /opt/open-tofino/p4include).
 
 use clt_bmv2_tests::{
@@ -324,4 +324,88 @@ fn cltc_refuses_a_tofino_digest_over_the_learning_quanta() {
             diags.render("tofino_decap.clt", &src)
         );
     }
+}
+
+/// Runs bf-p4c on one program as docs/policy-language.md tells operators
+/// to; the problems found, one line each (its errors, then P4Info ids that
+/// differ from cltc's).
+fn check_bf_p4c(bf_p4c: &Path, dir: &Path, g: &Generated) -> Vec<String> {
+    let program = dir.join(format!("{}.p4", g.stem));
+    let p4info = dir.join(format!("{}.bf-p4c.p4info.txtpb", g.stem));
+    if let Err(e) = std::fs::write(&program, &g.artifacts.program) {
+        return vec![format!("{}: write {}: {e}", g.label, program.display())];
+    }
+    let out = match std::process::Command::new(bf_p4c)
+        .args([
+            "--target",
+            "tofino",
+            "--arch",
+            "tna",
+            "--p4runtime-force-std-externs",
+        ])
+        .arg("--p4runtime-files")
+        .arg(&p4info)
+        .arg("-o")
+        .arg(dir.join(format!("{}.out", g.stem)))
+        .arg(&program)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return vec![format!("{}: run {}: {e}", g.label, bf_p4c.display())],
+    };
+    if !out.status.success() {
+        return vec![format!(
+            "{}: bf-p4c failed ({}):\n{}",
+            g.label,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )];
+    }
+    let theirs = match std::fs::read_to_string(&p4info) {
+        Ok(text) => ids(&text, &g.label).expect("bf-p4c's p4info parses"),
+        Err(e) => return vec![format!("{}: read {}: {e}", g.label, p4info.display())],
+    };
+    let ours = ids(&g.artifacts.p4info, &g.label).expect("cltc's p4info parses");
+    compare(&ours, &theirs)
+        .into_iter()
+        .map(|d| format!("{}: {d}", g.label))
+        .collect()
+}
+
+/// bf-p4c (where installed) compiles every Tofino program cltc generates
+/// (PHV allocation, table placement, parser) and its P4Info has cltc's ids,
+/// registers and digests included.
+///
+/// Ignored: known to fail with p4lang/p4c's bf-p4c 9.13.4 (p4src/README.md,
+/// "How TNA differs"): only a Tofino that neither fills nor decapsulates
+/// (the leaf-spine example's spine2) compiles. Run with `--ignored`.
+#[test]
+#[ignore = "bf-p4c rejects most generated Tofino programs (egress parse depth, parser match registers, PHV); see p4src/README.md"]
+fn bf_p4c_compiles_every_tofino_program_with_our_ids() {
+    let Some(bf_p4c) = find_tool("bf-p4c") else {
+        clt_bmv2_tests::report_skip(
+            "tna::bf_p4c_compiles_every_tofino_program_with_our_ids",
+            "bf-p4c (p4lang/p4c backends/tofino) not on PATH",
+        );
+        return;
+    };
+    let kinds = [NodeKind::Tofino];
+    let mut tofinos =
+        generate_in(&examples_dir(), "", Target::Tna, &kinds).expect("examples compile");
+    tofinos.extend(
+        generate_in(&fixtures_dir(), "fixture/", Target::Tna, &kinds).expect("fixtures compile"),
+    );
+    tofinos.push(tofino_decap());
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let problems: Vec<String> = tofinos
+        .iter()
+        .flat_map(|g| check_bf_p4c(&bf_p4c, dir.path(), g))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "{} problems in {} Tofino programs:\n{}",
+        problems.len(),
+        tofinos.len(),
+        problems.join("\n")
+    );
 }
