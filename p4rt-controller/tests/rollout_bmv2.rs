@@ -605,20 +605,13 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
         ("web -> store (IOAM throughout)", base1, &tx1, &q1),
         ("cache -> web (IOAM from its encap step)", base2, &tx2, &q2),
     ] {
-        let sent = sent.load(Ordering::Relaxed);
-        let got: BTreeSet<u64> = seqs.lock().unwrap().iter().copied().collect();
-        let missing: Vec<u64> = (base..sent).filter(|n| !got.contains(n)).collect();
-        eprintln!(
-            "{what}: {} sent during and after the rollout, {} missing",
-            sent - base,
-            missing.len()
-        );
-        assert!(sent - base > 100, "{what}: only {} sent", sent - base);
+        let (sent, missing) = netns_util::lost(what, base, sent, seqs);
+        assert!(sent > 100, "{what}: only {sent} sent");
         assert!(
             missing.is_empty(),
             "{what}: lost {} of {}: {missing:?}\nsteps verified:\n{}",
             missing.len(),
-            sent - base,
+            sent,
             timeline.join("\n")
         );
     }

@@ -206,15 +206,8 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         ("web -> api", base1, &tx1, &q1),
         ("api -> web", base2, &tx2, &q2),
     ] {
-        let sent = sent.load(Ordering::Relaxed);
-        let got: BTreeSet<u64> = seqs.lock().unwrap().iter().copied().collect();
-        let missing: Vec<u64> = (base..sent).filter(|n| !got.contains(n)).collect();
-        eprintln!(
-            "{what}: {} sent during and after the rollout, {} missing",
-            sent - base,
-            missing.len()
-        );
-        assert!(sent - base > 100, "{what}: only {} sent", sent - base);
+        let (sent, missing) = netns_util::lost(what, base, sent, seqs);
+        assert!(sent > 100, "{what}: only {sent} sent");
         assert!(missing.is_empty(), "{what}: lost {missing:?}");
     }
     for n in NODES {

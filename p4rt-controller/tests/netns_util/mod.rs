@@ -292,6 +292,20 @@ pub fn receiver(
     h
 }
 
+/// How many datagrams a [`sender`] sent from sequence number `base` on, and
+/// which of them its [`receiver`] never recorded; prints both under `what`.
+pub fn lost(what: &str, base: u64, sent: &AtomicU64, seqs: &Mutex<Vec<u64>>) -> (u64, Vec<u64>) {
+    let sent = sent.load(Ordering::Relaxed);
+    let got: std::collections::BTreeSet<u64> = seqs.lock().unwrap().iter().copied().collect();
+    let missing: Vec<u64> = (base..sent).filter(|n| !got.contains(n)).collect();
+    eprintln!(
+        "{what}: {} sent during and after the rollout, {} missing",
+        sent - base,
+        missing.len()
+    );
+    (sent - base, missing)
+}
+
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
