@@ -23,7 +23,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Notify, watch};
 
-use crate::config::{Config, RolloutConfig};
+use crate::config::{Config, DeviceConfig, RolloutConfig};
 use crate::device::{Device, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::forward::Forwarder;
@@ -75,14 +75,7 @@ impl Daemon {
         };
         let mut devices = Vec::new();
         for d in &config.devices {
-            let inputs = DeviceInputs::load(&d.inputs)?;
-            let device = Device::new(
-                DeviceSpec::from_config(d),
-                inputs,
-                forwarder.clone(),
-                metrics.clone(),
-            )?;
-            devices.push(Arc::new(device));
+            devices.push(Arc::new(device(d, &forwarder, &metrics)?));
         }
         if let Some(r) = &config.rollout {
             check_rollout(r, config)?;
@@ -172,6 +165,17 @@ fn check_rollout(r: &RolloutConfig, config: &Config) -> Result<()> {
 }
 
 /// The fabric's P4 nodes, managed between rollouts.
+/// One `[[device]]`'s manager: its compiled inputs loaded, not yet running.
+fn device(d: &DeviceConfig, forwarder: &Option<Forwarder>, metrics: &Metrics) -> Result<Device> {
+    let inputs = DeviceInputs::load(&d.inputs)?;
+    Device::new(
+        DeviceSpec::from_config(d),
+        inputs,
+        forwarder.clone(),
+        metrics.clone(),
+    )
+}
+
 struct Managers {
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -183,13 +187,7 @@ impl Managers {
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for d in &config.devices {
-            let inputs = DeviceInputs::load(&d.inputs)?;
-            let device = Device::new(
-                DeviceSpec::from_config(d),
-                inputs,
-                forwarder.clone(),
-                metrics.clone(),
-            )?;
+            let device = device(d, forwarder, metrics)?;
             let rx = rx.clone();
             tasks.push(tokio::spawn(async move { device.run(rx).await }));
         }
