@@ -53,6 +53,20 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// (clt-testkit's, re-exported for this crate's callers).
 pub use clt_testkit::skip::find_tool;
 
+/// Fits host interface `dev` in namespace `netns` to face a software switch
+/// (`ethtool -K DEV tx off tso off gso off`): a veth leaves UDP/TCP
+/// checksums for the receiving kernel to complete, which a switch reading
+/// frames from a raw socket never does (the host behind it would drop
+/// every plain datagram or segment: `Udp6InCsumErrors`, `TcpInCsumErrors`),
+/// and it would hand the switch 64 kB TSO/GSO segments. Packets with a
+/// Hop-by-Hop header are checksummed in software anyway.
+pub fn offloads_off(netns: &str, dev: &str) -> std::result::Result<(), clt_testkit::Error> {
+    clt_testkit::try_run(&[
+        "ip", "netns", "exec", netns, "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off",
+    ])
+    .map(drop)
+}
+
 /// The repository's `examples/` directory.
 pub fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")

@@ -21,7 +21,7 @@
 //! unreachable switch in the middle of an incremental rollout, both rolled
 //! back (every host's kernel and every switch's entries read back).
 //!
-//! Needs root, `ip`, `simple_switch_grpc`, `p4c-bm2-ss` and `python3`;
+//! Needs root, `ip`, `simple_switch_grpc`, `p4c-bm2-ss` and `ethtool`;
 //! says `skipped: ...` (clt-testkit's report_skip) and returns otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,7 +41,7 @@ use clt_controller::inputs::DeviceInputs;
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
 use clt_controller::rollout::{self, Compiled};
-use clt_testkit::{KillOnDrop, Netns, free_port, ip};
+use clt_testkit::{KillOnDrop, free_port, ip};
 use cltc::ir::NodeKind;
 use netns_util::{NodeNs, assert_encap_last, receiver, rt, sender};
 
@@ -55,7 +55,7 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn missing() -> Option<String> {
     clt_testkit::skip::netns_unavailable().or_else(|| {
-        clt_testkit::skip::tools_missing(&["simple_switch_grpc", "p4c-bm2-ss", "python3"])
+        clt_testkit::skip::tools_missing(&["simple_switch_grpc", "p4c-bm2-ss", "ethtool"])
     })
 }
 
@@ -93,22 +93,6 @@ fn leaf_spine(ports: &BTreeMap<String, u16>) -> String {
     }
     assert_eq!(spines, 2, "the example's two Tofino spines");
     out
-}
-
-/// Turns off a host interface's transmit checksum offload (ethtool's
-/// `-K DEV tx off`, through the SIOCETHTOOL ioctl, as ethtool is often not
-/// installed): a veth leaves a UDP or TCP checksum to be completed by the
-/// receiver's kernel, which a software switch reading the frame from a raw
-/// socket never does, so the host at the other end would drop every
-/// datagram (`Udp6InCsumErrors`). Packets with a Hop-by-Hop header are
-/// checksummed in software anyway, which is why only plain traffic shows it.
-fn tx_checksum_off(ns: &Netns, dev: &str) {
-    const SCRIPT: &str = "import ctypes,fcntl,socket,struct,sys\n\
-ev=ctypes.create_string_buffer(struct.pack('II',0x17,0))\n\
-ifr=struct.pack('16sP',sys.argv[1].encode(),ctypes.addressof(ev))\n\
-s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
-fcntl.ioctl(s.fileno(),0x8946,ifr)\n";
-    ns.exec(&["python3", "-c", SCRIPT, dev]);
 }
 
 /// Compiles `src` with cltc into a fresh directory and every bmv2 program
@@ -256,7 +240,7 @@ impl Net {
             ip(&args);
             for (name, host, mac) in [a, b] {
                 if let Some(host) = host {
-                    tx_checksum_off(&net.hosts[host], name);
+                    clt_bmv2_tests::offloads_off(net.hosts[host].name(), name).unwrap();
                     continue;
                 }
                 net.links.push(name.clone());

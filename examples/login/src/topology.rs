@@ -437,14 +437,10 @@ impl Switch {
             "net.ipv6.conf.all.disable_ipv6=1",
         ])?;
         // A software switch reads and writes whole frames: the hosts must
-        // not leave checksums to the veth (it would forward them unfilled)
-        // nor hand it 64 kB TSO/GSO segments.
+        // not leave checksums to the veth nor hand it TSO/GSO segments.
         for ns in [&topo.entry, &topo.server] {
-            run(&[
-                "ip", "netns", "exec", &ns.name, "ethtool", "-K", "eth0", "tx", "off", "tso",
-                "off", "gso", "off",
-            ])
-            .context("switching off the hosts' offloads for the switch")?;
+            clt_bmv2_tests::offloads_off(&ns.name, "eth0")
+                .context("switching off the hosts' offloads for the switch")?;
         }
 
         let log_path = workdir.join("simple_switch_grpc.log");
