@@ -48,6 +48,16 @@ impl std::fmt::Debug for Netlink {
     }
 }
 
+/// How many times a dump cut short by the kernel is asked again.
+const DUMP_ATTEMPTS: u32 = 3;
+
+/// What one dump request gave back.
+enum Dumped {
+    Complete(Vec<Vec<u8>>),
+    /// The kernel flagged the dump `NLM_F_DUMP_INTR`.
+    Interrupted,
+}
+
 fn router_error<T: std::fmt::Debug, P: std::fmt::Debug>(op: &str, e: RouterError<T, P>) -> Error {
     match e {
         RouterError::Nlmsgerr(e) => {
@@ -124,6 +134,16 @@ impl Netlink {
 
     /// Sends a dump request and returns the payloads of the replies of type
     /// `reply`.
+    ///
+    /// A dump is read in several receives, and the kernel builds each next
+    /// part inside the receive call; when building it fails, the error is
+    /// stored on the socket and surfaces as an I/O error of the *next*
+    /// receive (`netlink_recvmsg` -> `sk_err`), with the rest of the dump
+    /// gone. A dump the kernel flags as inconsistent (`NLM_F_DUMP_INTR`:
+    /// the table changed while it was read) is just as incomplete. Both are
+    /// transient, so the whole dump is asked again, at most
+    /// [`DUMP_ATTEMPTS`] times; an error the kernel answers to the request
+    /// itself (`NLMSG_ERROR`) is final at once.
     fn dump(
         router: &NlRouter,
         ty: u16,
@@ -131,16 +151,42 @@ impl Netlink {
         payload: Vec<u8>,
         op: &str,
     ) -> Result<Vec<Vec<u8>>, Error> {
-        let handle = router
-            .send::<u16, Buffer, u16, Buffer>(
-                ty,
-                NlmF::DUMP,
-                NlPayload::Payload(Buffer::from(payload)),
-            )
-            .map_err(|e| router_error(op, e))?;
+        let mut attempt = 1;
+        loop {
+            match Self::dump_once(router, ty, reply, &payload) {
+                Ok(Dumped::Complete(out)) => return Ok(out),
+                Ok(Dumped::Interrupted) if attempt < DUMP_ATTEMPTS => {}
+                Ok(Dumped::Interrupted) => {
+                    return Err(Error::Netlink(format!(
+                        "{op}: the table kept changing during {DUMP_ATTEMPTS} dumps"
+                    )));
+                }
+                Err(RouterError::Nlmsgerr(e)) => {
+                    return Err(router_error(op, RouterError::<u16, Buffer>::Nlmsgerr(e)));
+                }
+                Err(_) if attempt < DUMP_ATTEMPTS => {}
+                Err(e) => return Err(router_error(op, e)),
+            }
+            attempt += 1;
+        }
+    }
+
+    fn dump_once(
+        router: &NlRouter,
+        ty: u16,
+        reply: u16,
+        payload: &[u8],
+    ) -> Result<Dumped, RouterError<u16, Buffer>> {
+        let handle = router.send::<u16, Buffer, u16, Buffer>(
+            ty,
+            NlmF::DUMP,
+            NlPayload::Payload(Buffer::from(payload)),
+        )?;
         let mut out = Vec::new();
+        let mut interrupted = false;
         for msg in handle {
-            let msg = msg.map_err(|e| router_error(op, e))?;
+            let msg = msg?;
+            interrupted |= msg.nl_flags().contains(NlmF::DUMP_INTR);
             if *msg.nl_type() == u16::from(Nlmsg::Done) {
                 break;
             }
@@ -150,7 +196,11 @@ impl Netlink {
                 }
             }
         }
-        Ok(out)
+        Ok(if interrupted {
+            Dumped::Interrupted
+        } else {
+            Dumped::Complete(out)
+        })
     }
 
     fn parse_all<T>(
