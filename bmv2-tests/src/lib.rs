@@ -53,6 +53,18 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// (clt-testkit's, re-exported for this crate's callers).
 pub use clt_testkit::skip::find_tool;
 
+/// The `clt-controller` binary the switch tests run: `$CLT_CONTROLLER`, or
+/// the one beside the running test's target directory (`cargo build -p
+/// clt-controller`); `None` when neither exists.
+pub fn controller_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CLT_CONTROLLER") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let candidate = exe.parent()?.parent()?.join("clt-controller");
+    candidate.is_file().then_some(candidate)
+}
+
 /// Fits host interface `dev` in namespace `netns` to face a software switch
 /// (`ethtool -K DEV tx off tso off gso off`): a veth leaves UDP/TCP
 /// checksums for the receiving kernel to complete, which a switch reading
