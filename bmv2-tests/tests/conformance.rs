@@ -61,6 +61,8 @@ const ROUTER_OUT: u16 = 22;
 /// The hop limit the entry sends; the router writes (and forwards) one less.
 const HOP_LIMIT: u8 = 64;
 const BASE_PORT: u16 = 6000;
+/// UDP ports no policy matches.
+const OTHER_PORT: u16 = 7000;
 const TRACE_ID: u128 = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
 const SPAN_ID: u64 = 0x1122_3344_5566_7788;
 
@@ -232,6 +234,12 @@ enum Prior {
     /// Nothing, in a namespace neither router knows: both forward it
     /// untouched (but for the hop limit).
     Foreign,
+    /// Nothing, in the domain's namespace, but a flow no policy matches
+    /// (UDP port 7000 + i): a transit node fills it all the same.
+    OtherFlow,
+    /// Nothing, without the CLT option: the plain layout (PadN(2), then
+    /// the IOAM option), as an encapsulating switch or Linux route writes.
+    Plain,
 }
 
 /// The namespace of [`Prior::Foreign`] probes.
@@ -319,19 +327,24 @@ fn probe(domain: &Domain, index: usize, seq: usize, prior: Prior) -> Probe {
         Prior::Foreign => FOREIGN_NAMESPACE,
         _ => domain.namespace,
     };
-    let mut hbh = HbhBuilder::new()
-        .next_header(IpProtocol::Udp)
-        .trace(
-            namespace,
-            domain.trace_type,
-            usize::from(domain.prealloc_len),
-        )
-        .clt(CltRepr::from_ids(TRACE_ID + index as u128, SPAN_ID))
-        .build()
-        .expect("build the hop-by-hop header");
+    let mut builder = HbhBuilder::new().next_header(IpProtocol::Udp).trace(
+        namespace,
+        domain.trace_type,
+        usize::from(domain.prealloc_len),
+    );
+    if prior != Prior::Plain {
+        builder = builder.clt(CltRepr::from_ids(TRACE_ID + index as u128, SPAN_ID));
+    }
+    let mut hbh = builder.build().expect("build the hop-by-hop header");
     let trace = trace_in_hbh(&hbh);
     let hops = match prior {
-        Prior::Empty | Prior::LastHop | Prior::Flagged | Prior::Overflowed | Prior::Foreign => 0,
+        Prior::Empty
+        | Prior::LastHop
+        | Prior::Flagged
+        | Prior::Overflowed
+        | Prior::Foreign
+        | Prior::OtherFlow
+        | Prior::Plain => 0,
         Prior::OneHop => 1,
         Prior::Full => u32::from(domain.max_hops),
     };
@@ -363,7 +376,10 @@ fn probe(domain: &Domain, index: usize, seq: usize, prior: Prior) -> Probe {
         "db01::1".parse().expect("address"),
         "db02::2".parse().expect("address"),
     );
-    let port = BASE_PORT + index as u16;
+    let port = match prior {
+        Prior::OtherFlow => OTHER_PORT,
+        _ => BASE_PORT,
+    } + index as u16;
     let udp_len = u16::try_from(8 + tag.len()).expect("UDP length");
     let mut udp = etherparse::UdpHeader {
         source_port: 5000,
@@ -760,11 +776,14 @@ fn check_prediction(who: &str, probe: &Probe, domain: &Domain, got: &[u8]) -> Ve
         Prior::Foreign => None,
         Prior::Full => Some(FillOutcome::Overflow),
         Prior::Overflowed => Some(FillOutcome::AlreadyOverflowed),
-        Prior::Empty | Prior::LastHop | Prior::Flagged | Prior::OneHop => {
-            Some(FillOutcome::Filled {
-                offset: entry_at(probe, domain).expect("room") - probe.trace.start - 8,
-            })
-        }
+        Prior::Empty
+        | Prior::LastHop
+        | Prior::Flagged
+        | Prior::OneHop
+        | Prior::OtherFlow
+        | Prior::Plain => Some(FillOutcome::Filled {
+            offset: entry_at(probe, domain).expect("room") - probe.trace.start - 8,
+        }),
     };
     let mut problems = Vec::new();
     if let Some(want) = want {
@@ -816,6 +835,53 @@ fn check_pair(probe: &Probe, domain: &Domain, bmv2: &[u8], linux: &[u8]) -> Vec<
     problems
 }
 
+/// Differences known to be bugs of the P4 library, to fix there (then
+/// remove them here: the test fails once a listed case matches).
+///
+/// `OtherFlow`: bmv2 fills a trace only for flows a transit entry of
+/// `ioam_policy` matches (`p4src/v1model/clt.p4`, ingress: `meta.role ==
+/// ROLE_TRANSIT`), and forwards any other packet of its domains untouched;
+/// Linux (`ipv6_hop_ioam`, net/ipv6/exthdrs.c) fills every packet of a
+/// namespace it knows that arrives on an IOAM-enabled interface, as RFC
+/// 9197 has a transit node process the IOAM data of its namespaces.
+const KNOWN_GAPS: &[Prior] = &[Prior::OtherFlow];
+
+/// The verdict on one probe that both routers forwarded: `Ok` with the
+/// word for the report, or the problems.
+fn judge(
+    probe: &Probe,
+    domain: &Domain,
+    bmv2: &[u8],
+    linux: &[u8],
+) -> Result<&'static str, Vec<String>> {
+    let mut problems = check_prediction("linux", probe, domain, linux);
+    let mut from_bmv2 = check_prediction("bmv2", probe, domain, bmv2);
+    from_bmv2.extend(check_pair(probe, domain, bmv2, linux));
+    let verdict = if !KNOWN_GAPS.contains(&probe.prior) {
+        problems.extend(from_bmv2);
+        "same"
+    } else if from_bmv2.is_empty() {
+        problems.push(format!(
+            "bmv2 now writes what Linux writes: remove {:?} from KNOWN_GAPS",
+            probe.prior
+        ));
+        "fixed"
+    } else {
+        // The known gap, and nothing else: bmv2 left the trace alone.
+        let mut untouched = probe.sent.clone();
+        untouched[7] -= 1;
+        if bmv2 != untouched {
+            problems.extend(from_bmv2);
+        }
+        "KNOWN-GAP"
+    };
+    if problems.is_empty() {
+        Ok(verdict)
+    } else {
+        Err(problems)
+    }
+}
+
 /// The router's entry in a forwarded packet, for the report.
 fn entry_text(probe: &Probe, domain: &Domain, packet: &[u8]) -> String {
     entry_at(probe, domain)
@@ -846,6 +912,8 @@ fn bmv2_and_linux_transit_hops_write_the_same_bytes() {
             Prior::Flagged,
             Prior::Overflowed,
             Prior::Foreign,
+            Prior::OtherFlow,
+            Prior::Plain,
         ] {
             probes.push(probe(domain, i, probes.len(), prior));
         }
@@ -860,11 +928,13 @@ fn bmv2_and_linux_transit_hops_write_the_same_bytes() {
     for ((probe, b), l) in probes.iter().zip(&from_bmv2).zip(&from_linux) {
         let domain = &bmv2.domains[probe.domain];
         let mut problems = Vec::new();
+        let mut verdict = "DIFFERENT";
         match (b, l) {
             (Some(b), Some(l)) => {
-                problems.extend(check_prediction("bmv2", probe, domain, b));
-                problems.extend(check_prediction("linux", probe, domain, l));
-                problems.extend(check_pair(probe, domain, b, l));
+                match judge(probe, domain, b, l) {
+                    Ok(v) => verdict = v,
+                    Err(p) => problems = p,
+                }
                 if probe.prior == Prior::Empty {
                     let _ = writeln!(
                         entries,
@@ -890,13 +960,8 @@ fn bmv2_and_linux_transit_hops_write_the_same_bytes() {
                 domain.max_hops
             );
         }
-        let verdict = if problems.is_empty() {
-            "same"
-        } else {
-            "DIFFERENT"
-        };
         let _ = write!(report, " {:?} {verdict}", probe.prior);
-        if probe.prior == Prior::Foreign {
+        if probe.prior == Prior::Plain {
             report.push('\n');
         }
         failures.extend(
