@@ -151,7 +151,11 @@ control CltIngress(inout headers_t hdr,
             if (sampled) {
                 // @clt:encap_dispatch
             }
-        } else if (meta.role == ROLE_TRANSIT && meta.domain != 8w0) {
+        } else if (meta.role != ROLE_DECAP && meta.domain != 8w0) {
+            // Like a Linux transit node: every packet of a namespace this
+            // node knows gets its entry, whether or not a policy named
+            // the flow (reverse traffic, other ports of a marked socket).
+            // An encap entry never matches here: it keys on domain 0.
             meta.fill = 1w1;
         } else if (meta.role == ROLE_DECAP && meta.domain != 8w0) {
             // The last hop fills its entry with what ingress knows (no queue
