@@ -17,6 +17,7 @@
 //! and the `clt-controller` binary (built by `cargo test --workspace`, or
 //! named by `CLT_CONTROLLER`); says `skipped: ...` and returns otherwise.
 
+use clt_bmv2_tests::controller_bin;
 use clt_proto::ioam_api::IoamTrace;
 use clt_proto::ioam_api::ioam_service_server::{IoamService, IoamServiceServer};
 use clt_testkit::skip::{self, find_tool};
@@ -48,17 +49,6 @@ fn missing() -> Option<String> {
         return Some("clt-controller not built (cargo build -p clt-controller)".to_string());
     }
     None
-}
-
-/// The clt-controller binary: `$CLT_CONTROLLER`, or beside this test's
-/// target directory.
-fn controller_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("CLT_CONTROLLER") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("clt-controller");
-    candidate.is_file().then_some(candidate)
 }
 
 /// Everything the test created, removed on drop (also when it fails).
