@@ -199,6 +199,12 @@ pub struct AgentArgs {
     /// lack this node's entry)
     #[arg(long, default_value_t = 250)]
     pub own_hop_window_ms: u64,
+    /// How often the agent wakes up to take captured packets and trace
+    /// events, ms: one wakeup per interval and thread under load; traces
+    /// reach the collector up to about twice this late (0: every event as
+    /// it comes, 1 ms capture blocks)
+    #[arg(long, default_value_t = crate::agent::DEFAULT_BATCH_INTERVAL.as_millis() as u64)]
+    pub batch_ms: u64,
 }
 
 fn hostname() -> String {
@@ -234,6 +240,7 @@ pub fn agent_main() -> anyhow::Result<()> {
             Arc::clone(&stop),
             crate::agent::AgentOptions {
                 own_hop_window: Duration::from_millis(args.own_hop_window_ms),
+                batch_interval: Duration::from_millis(args.batch_ms),
                 ..crate::agent::AgentOptions::default()
             },
         )?;

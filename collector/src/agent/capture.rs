@@ -350,6 +350,19 @@ pub fn enter_netns(name: &str) -> Result<(), Error> {
     if r < 0 { Err(os_err("setns")) } else { Ok(()) }
 }
 
+/// Sets `fd`'s receive buffer to `bytes` regardless of
+/// `net.core.rmem_max` (SO_RCVBUFFORCE, needs CAP_NET_ADMIN).
+pub fn force_recv_buffer(fd: &impl AsRawFd, bytes: usize) -> Result<(), Error> {
+    let v = i32::try_from(bytes).unwrap_or(i32::MAX);
+    setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &v,
+        "SO_RCVBUFFORCE",
+    )
+}
+
 /// Waits up to `timeout_ms` until `fd` is readable (or has an error
 /// pending); `Ok(false)` on timeout or interruption. For the agent's other
 /// sockets, so that all of its `unsafe` stays in this module.

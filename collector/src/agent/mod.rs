@@ -36,15 +36,25 @@ pub enum Sink {
 
 /// Hands one trace to the sink.
 pub fn deliver(t: CltTrace, sink: &Sink) {
+    deliver_all(vec![t], sink);
+}
+
+/// Hands a batch of traces to the sink at once: one wakeup of the
+/// reporting task, one lock of stdout.
+pub fn deliver_all(ts: Vec<CltTrace>, sink: &Sink) {
+    if ts.is_empty() {
+        return;
+    }
     match sink {
-        Sink::Report(tx) => tx.send(t),
-        Sink::Print(Output::Json) => {
+        Sink::Report(tx) => tx.send_batch(ts),
+        Sink::Print(o) => {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", convert::to_json(&t));
-        }
-        Sink::Print(Output::Human) => {
-            let mut out = std::io::stdout().lock();
-            let _ = write!(out, "{}", convert::to_human(&t));
+            for t in &ts {
+                let _ = match o {
+                    Output::Json => writeln!(out, "{}", convert::to_json(t)),
+                    Output::Human => write!(out, "{}", convert::to_human(t)),
+                };
+            }
         }
     }
 }
@@ -70,13 +80,37 @@ pub struct AgentOptions {
     pub own_hop_window: Duration,
     /// At most this many traces (and as many events) wait.
     pub own_hop_max_waiting: usize,
+    /// How often the agent's threads wake up to take what arrived: the
+    /// capture ring hands a block of packets to user space at the latest
+    /// after this long, and the event thread, woken by an event, waits
+    /// this long for more before it drains them all. Traffic then costs
+    /// at most one wakeup per interval and thread, whatever its rate, and
+    /// a trace reaches the collector at most about twice this late. Zero:
+    /// every event as it comes (and 1 ms capture blocks).
+    pub batch_interval: Duration,
 }
+
+/// The default [`AgentOptions::batch_interval`].
+pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(50);
 
 impl Default for AgentOptions {
     fn default() -> Self {
         AgentOptions {
             own_hop_window: Duration::from_millis(250),
             own_hop_max_waiting: 32_768,
+            batch_interval: DEFAULT_BATCH_INTERVAL,
+        }
+    }
+}
+
+impl AgentOptions {
+    /// The capture ring for these options: blocks retire after the batch
+    /// interval.
+    pub fn ring(&self) -> RingConfig {
+        let ms = u32::try_from(self.batch_interval.as_millis()).unwrap_or(u32::MAX);
+        RingConfig {
+            block_timeout_ms: ms.max(1),
+            ..RingConfig::default()
         }
     }
 }
@@ -86,6 +120,9 @@ impl Default for AgentOptions {
 #[derive(Debug)]
 pub struct OwnHop {
     join: Mutex<SinkJoin>,
+    /// Traces the event thread completed or expired, for the next capture
+    /// batch: the capture threads alone wake the reporting task.
+    outbox: Mutex<Vec<CltTrace>>,
     epoch: Instant,
 }
 
@@ -94,6 +131,7 @@ impl OwnHop {
         let window = u64::try_from(opts.own_hop_window.as_nanos()).unwrap_or(u64::MAX);
         OwnHop {
             join: Mutex::new(SinkJoin::new(window, opts.own_hop_max_waiting)),
+            outbox: Mutex::new(Vec::new()),
             epoch: Instant::now(),
         }
     }
@@ -105,6 +143,17 @@ impl OwnHop {
     fn lock(&self) -> std::sync::MutexGuard<'_, SinkJoin> {
         // A panic while holding the lock leaves consistent queues.
         self.join.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the event thread's traces to `to`.
+    fn take_outbox(&self, to: &mut Vec<CltTrace>) {
+        to.append(&mut self.outbox.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn post(&self, from: &mut Vec<CltTrace>) {
+        if !from.is_empty() {
+            (self.outbox.lock().unwrap_or_else(|p| p.into_inner())).append(from);
+        }
     }
 }
 
@@ -130,6 +179,22 @@ pub fn handle_packet_joined(
     sink: &Sink,
     own: Option<&OwnHop>,
 ) {
+    let mut out = Vec::new();
+    collect_packet(bytes, ts_ns, reporter, interface, stats, own, &mut out);
+    deliver_all(out, sink);
+}
+
+/// [`handle_packet_joined`], adding the traces ready to go to `out`
+/// instead of delivering them.
+fn collect_packet(
+    bytes: &[u8],
+    ts_ns: u64,
+    reporter: &str,
+    interface: &str,
+    stats: &AgentStats,
+    own: Option<&OwnHop>,
+    out: &mut Vec<CltTrace>,
+) {
     stats.packets.fetch_add(1, Ordering::Relaxed);
     let mut key = own.map(|_| Key::default());
     match convert::parse_packet_keyed(bytes, ts_ns, reporter, interface, key.as_mut()) {
@@ -145,17 +210,18 @@ pub fn handle_packet_joined(
             match (own, key) {
                 (Some(o), Some(key)) => {
                     let mut join = o.lock();
-                    join.trace(o.now(), t, key, &mut |t| deliver(*t, sink));
+                    join.trace(o.now(), t, key, &mut |t| out.push(*t));
                     publish(stats, &join.stats());
                 }
-                _ => deliver(*t, sink),
+                _ => out.push(*t),
             }
         }
     }
 }
 
-/// Captures on `interface` (in `netns` if given) until `stop` is set.
-/// Runs on the calling thread (a dedicated one).
+/// Captures on `interface` (in `netns` if given) until `stop` is set,
+/// with the ring `ring`. Runs on the calling thread (a dedicated one); the
+/// traces of each filled block go to the sink as one batch.
 #[allow(clippy::too_many_arguments)]
 pub fn capture_loop(
     interface: &str,
@@ -166,12 +232,13 @@ pub fn capture_loop(
     stop: &AtomicBool,
     ready: Option<std::sync::mpsc::Sender<Result<(), String>>>,
     own: Option<&OwnHop>,
+    ring: RingConfig,
 ) -> Result<(), crate::Error> {
     let opened = (|| {
         if let Some(ns) = netns {
             capture::enter_netns(ns)?;
         }
-        Capture::open(interface, RingConfig::default())
+        Capture::open(interface, ring)
     })();
     let mut cap = match opened {
         Ok(c) => {
@@ -187,31 +254,67 @@ pub fn capture_loop(
             return Err(e);
         }
     };
+    let mut batch = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         cap.poll(100, |pkt, ts| {
-            handle_packet_joined(pkt, ts, reporter, interface, stats, sink, own)
+            collect_packet(pkt, ts, reporter, interface, stats, own, &mut batch)
         })?;
+        if let Some(o) = own {
+            // Completed while this block was read: older packets, some of
+            // them. The collector keeps the order it receives (a hop's
+            // `last` value), so the batch goes in capture order.
+            o.take_outbox(&mut batch);
+            batch.sort_by_key(|t| t.capture_time_unix_nano);
+        }
+        deliver_all(std::mem::take(&mut batch), sink);
         if let Ok(k) = cap.kernel_stats() {
             stats.kernel_drops.fetch_add(k.drops, Ordering::Relaxed);
         }
     }
     if let Some(o) = own {
-        let mut g = o.lock();
-        g.flush(&mut |t| deliver(*t, sink));
-        publish(stats, &g.stats());
+        {
+            let mut g = o.lock();
+            g.flush(&mut |t| batch.push(*t));
+            publish(stats, &g.stats());
+        }
+        o.take_outbox(&mut batch);
+        batch.sort_by_key(|t| t.capture_time_unix_nano);
+        deliver_all(batch, sink);
     }
     Ok(())
 }
 
+/// How long the event thread waits for an event before it looks at the
+/// waiting traces' windows and at `stop` again.
+const EVENT_IDLE_POLL_MS: i32 = 100;
+
+/// Sleeps `d`, in slices short enough to notice `stop`.
+fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    loop {
+        let now = Instant::now();
+        if now >= end || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
 /// Listens to the trace events of `netns` (or the current namespace) and
-/// joins them with the captured traces until `stop` is set. Reports
-/// whether the socket opened through `ready`.
+/// joins them with the captured traces until `stop` is set; the traces it
+/// completes go out with the next capture batch (at most a poll timeout
+/// later). Reports whether the socket opened through `ready`. Woken by an
+/// event, it waits
+/// `batch` for more, then takes them all: one wakeup per `batch` under
+/// load, none while idle but a look at the waiting traces every
+/// [`EVENT_IDLE_POLL_MS`].
 fn event_loop(
     netns: Option<&str>,
     own: &OwnHop,
     stats: &AgentStats,
     sink: &Sink,
     stop: &AtomicBool,
+    batch: Duration,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
     let opened = (|| {
@@ -231,9 +334,15 @@ fn event_loop(
         }
     };
     let mut events = Vec::new();
+    let mut out = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let polled = sock.poll(20, |ev| {
-            events.push(Event::from_kernel(ev.namespace, ev.trace_type, ev.data));
+        let polled = sock.wait(EVENT_IDLE_POLL_MS).and_then(|readable| {
+            if readable && !batch.is_zero() {
+                sleep_unless_stopped(batch, stop);
+            }
+            sock.poll(0, |ev| {
+                events.push(Event::from_kernel(ev.namespace, ev.trace_type, ev.data));
+            })
         });
         match polled {
             Ok(p) => {
@@ -250,17 +359,26 @@ fn event_loop(
                 break;
             }
         }
-        let mut g = own.lock();
-        let now = own.now();
-        for e in events.drain(..) {
-            g.event(now, e, &mut |t| deliver(*t, sink));
+        {
+            let mut g = own.lock();
+            let now = own.now();
+            for e in events.drain(..) {
+                g.event(now, e, &mut |t| out.push(*t));
+            }
+            g.expire(now, &mut |t| out.push(*t));
+            publish(stats, &g.stats());
+            // Under the join's lock: a capture thread that matched a later
+            // packet's event finds these in the outbox.
+            own.post(&mut out);
         }
-        g.expire(now, &mut |t| deliver(*t, sink));
+    }
+    {
+        let mut g = own.lock();
+        g.flush(&mut |t| out.push(*t));
         publish(stats, &g.stats());
     }
-    let mut g = own.lock();
-    g.flush(&mut |t| deliver(*t, sink));
-    publish(stats, &g.stats());
+    own.take_outbox(&mut out);
+    deliver_all(out, sink);
 }
 
 /// Starts one capture thread per interface, with the default
@@ -301,6 +419,13 @@ pub fn spawn_agent(
 ) -> Result<Vec<std::thread::JoinHandle<()>>, crate::Error> {
     let mut threads = Vec::new();
     let mut own = None;
+    if !opts.own_hop_window.is_zero() && opts.own_hop_window < 2 * opts.batch_interval {
+        tracing::warn!(
+            window_ms = opts.own_hop_window.as_millis() as u64,
+            batch_ms = opts.batch_interval.as_millis() as u64,
+            "the own-hop window is shorter than two batch intervals: traces may go without this node's entry"
+        );
+    }
     if opts.own_hop_window.is_zero() {
         tracing::info!("not listening to ioam6 trace events: reports lack this node's own entry");
     } else {
@@ -313,9 +438,20 @@ pub fn spawn_agent(
             Arc::clone(&stop),
             Arc::clone(&state),
         );
-        let handle = std::thread::spawn(move || {
-            event_loop(netns.as_deref(), &st, &ev_stats, &sink, &stop, rtx)
-        });
+        let handle = std::thread::Builder::new()
+            .name("clt-agent-ev".into())
+            .spawn(move || {
+                event_loop(
+                    netns.as_deref(),
+                    &st,
+                    &ev_stats,
+                    &sink,
+                    &stop,
+                    opts.batch_interval,
+                    rtx,
+                )
+            })
+            .map_err(|e| crate::Error::Events(format!("spawn the event thread: {e}")))?;
         match rrx.recv() {
             Ok(Ok(())) => {
                 tracing::info!(
@@ -345,20 +481,26 @@ pub fn spawn_agent(
             Arc::clone(&stop),
             own.clone(),
         );
-        threads.push(std::thread::spawn(move || {
-            if let Err(e) = capture_loop(
-                &ifname,
-                netns.as_deref(),
-                &reporter,
-                &stats,
-                &sink,
-                &stop,
-                Some(rtx),
-                own.as_deref(),
-            ) {
-                tracing::error!(interface = %ifname, error = %e, "capture stopped");
-            }
-        }));
+        let spawned = std::thread::Builder::new()
+            .name(format!("clt-agent-{ifname}"))
+            .spawn(move || {
+                if let Err(e) = capture_loop(
+                    &ifname,
+                    netns.as_deref(),
+                    &reporter,
+                    &stats,
+                    &sink,
+                    &stop,
+                    Some(rtx),
+                    own.as_deref(),
+                    opts.ring(),
+                ) {
+                    tracing::error!(interface = %ifname, error = %e, "capture stopped");
+                }
+            });
+        threads.push(
+            spawned.map_err(|e| crate::Error::Capture(format!("spawn a capture thread: {e}")))?,
+        );
         match rrx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(crate::Error::Capture(e)),
