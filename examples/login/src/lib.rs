@@ -15,6 +15,7 @@
 //! [`plot`].
 #![forbid(unsafe_code)]
 
+pub mod cost;
 pub mod https;
 pub mod load;
 pub mod plot;
@@ -88,6 +89,26 @@ pub struct Args {
     /// Skip the second run (off, on, off without congestion)
     #[arg(long)]
     pub no_overhead_run: bool,
+    /// The agent on the server host: `full`; `no-events` (captures, but does
+    /// not listen to the node's ioam6 trace events: reports lack the
+    /// server's own hop); `off` (no agent: the CLT phases get no network
+    /// spans). For measuring where CLT's cost goes
+    #[arg(long, value_enum, default_value_t = AgentMode::Full)]
+    pub agent: AgentMode,
+    /// The agent's batch interval, ms (clt-agent's `--batch-ms`)
+    #[arg(long, default_value_t = agent::DEFAULT_BATCH_INTERVAL.as_millis() as u64)]
+    pub agent_batch_ms: u64,
+}
+
+/// `--agent`: what runs on the server host to report its traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentMode {
+    /// Capture and the node's own trace events
+    Full,
+    /// Capture only
+    NoEvents,
+    /// No agent
+    Off,
 }
 
 impl Args {
@@ -255,6 +276,7 @@ fn collector_host(
     set_nice(nice)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("obs-rt")
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -297,6 +319,7 @@ fn server_host(
 ) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("server-rt")
         .enable_all()
         .build()?;
     rt.block_on(async move {
@@ -330,6 +353,7 @@ fn server_host(
 fn agent_host(
     netns: String,
     agent_endpoint: String,
+    opts: agent::AgentOptions,
     nice: i32,
     ready: mpsc::Sender<Result<()>>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -337,19 +361,21 @@ fn agent_host(
     set_nice(nice)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name("agent-rt")
         .enable_all()
         .build()?;
     rt.block_on(async move {
         let stats = Arc::new(AgentStats::default());
         let (tx, report) = agent::report::start(agent_endpoint, 1 << 16, Arc::clone(&stats));
         let stop_capture = Arc::new(AtomicBool::new(false));
-        let captures = match agent::spawn_captures(
+        let captures = match agent::spawn_agent(
             &["eth0".to_string()],
             Some(netns),
             "server".into(),
             Arc::clone(&stats),
             Sink::Report(tx),
             Arc::clone(&stop_capture),
+            opts,
         ) {
             Ok(c) => {
                 let _ = ready.send(Ok(()));
@@ -375,6 +401,8 @@ fn agent_host(
 #[derive(Debug)]
 pub struct Outcome {
     pub samples: Vec<Sample>,
+    /// CPU time and wakeups of the demo's threads, per phase.
+    pub costs: Vec<cost::PhaseCost>,
     pub join: clt_collector::JoinStats,
     pub agent_traces: u64,
     pub files: Vec<PathBuf>,
@@ -433,9 +461,22 @@ pub fn run(args: &Args) -> Result<Outcome> {
         topo.server.name.clone(),
         format!("http://{}", topo.collector),
     );
-    let mut agent = Host::start("agent", &topo.server.name, move |ready, stop| {
-        agent_host(ns, ep, nice, ready, stop)
-    })?;
+    let agent_opts = agent::AgentOptions {
+        own_hop_window: match args.agent {
+            AgentMode::NoEvents => Duration::ZERO,
+            _ => agent::AgentOptions::default().own_hop_window,
+        },
+        batch_interval: Duration::from_millis(args.agent_batch_ms),
+        ..agent::AgentOptions::default()
+    };
+    let mut agent = match args.agent {
+        AgentMode::Off => None,
+        _ => Some(Host::start(
+            "agent",
+            &topo.server.name,
+            move |ready, stop| agent_host(ns, ep, agent_opts, nice, ready, stop),
+        )?),
+    };
 
     let mut runs = vec![load::congestion_run()];
     if !args.no_overhead_run {
@@ -482,12 +523,12 @@ pub fn run(args: &Args) -> Result<Outcome> {
     if samples.is_ok() {
         std::thread::sleep(Duration::from_millis(2_000));
     }
-    let agent_stats = agent.join();
+    let agent_stats = agent.as_mut().map(Host::join).transpose();
     let served = server.join();
     let join = obs.join();
     let node_names = topo.node_names.clone();
     drop(topo);
-    let samples = samples?;
+    let (samples, costs) = samples?;
     served?;
     let agent_stats = agent_stats?;
     let join = join?;
@@ -497,14 +538,16 @@ pub fn run(args: &Args) -> Result<Outcome> {
         router,
         &runs,
         &samples,
+        &costs,
         &store_path,
         &join,
         &node_names,
     )?;
     Ok(Outcome {
         samples,
+        costs,
         join,
-        agent_traces: agent_stats.traces.load(Ordering::Relaxed),
+        agent_traces: agent_stats.map_or(0, |s| s.traces.load(Ordering::Relaxed)),
         files,
         router,
     })

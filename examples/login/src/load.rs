@@ -2,6 +2,7 @@
 //! in an OpenTelemetry span, marked with the CLT socket API in the phases
 //! where CLT is on; the phases and the congestion they switch.
 
+use crate::cost::{self, PhaseCost};
 use crate::https::{Connection, Identity};
 use crate::topology::{Congestion, run};
 use anyhow::{Context, Result, bail};
@@ -318,11 +319,13 @@ impl Progress {
         let _ = e.flush();
     }
 
-    fn phase_done(&mut self, run: &str, phase: &Phase, samples: &[Sample]) {
+    fn phase_done(&mut self, run: &str, phase: &Phase, samples: &[Sample], spent: &PhaseCost) {
         let rtts: Vec<f64> = samples.iter().map(|s| s.rtt_ms).collect();
         let med = crate::stats::median(&rtts).unwrap_or(f64::NAN);
+        let (cpu, wakeups) = spent.total_per_request();
+        let (agent_cpu, agent_wakeups) = spent.per_request("agent");
         let line = format!(
-            "{run}: phase {:<14} {:>6} requests, median rtt {med:.3} ms",
+            "{run}: phase {:<14} {:>6} requests, median rtt {med:.3} ms; per request: cpu {cpu:.0} us, wakeups {wakeups:.1} (agent {agent_cpu:.1} us, {agent_wakeups:.2})",
             phase.name,
             samples.len()
         );
@@ -339,7 +342,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Runs every run of `cfg` on the calling thread, which must be in the
 /// entry point's network namespace.
-pub fn entry_host(cfg: EntryConfig) -> Result<Vec<Sample>> {
+pub fn entry_host(cfg: EntryConfig) -> Result<(Vec<Sample>, Vec<PhaseCost>)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -368,9 +371,10 @@ pub fn entry_host(cfg: EntryConfig) -> Result<Vec<Sample>> {
             .build();
         let tracer = provider.tracer("clt-login-demo");
         let mut samples = Vec::new();
+        let mut costs = Vec::new();
         let mut result = Ok(());
         for spec in &cfg.runs {
-            match one_run(&cfg, spec, &tracer).await {
+            match one_run(&cfg, spec, &tracer, &mut costs).await {
                 Ok(s) => samples.extend(s),
                 Err(e) => {
                     result = Err(e);
@@ -384,7 +388,7 @@ pub fn entry_host(cfg: EntryConfig) -> Result<Vec<Sample>> {
             p.shutdown()
         })
         .await;
-        result.map(|()| samples)
+        result.map(|()| (samples, costs))
     })
 }
 
@@ -392,6 +396,7 @@ async fn one_run(
     cfg: &EntryConfig,
     spec: &RunSpec,
     tracer: &opentelemetry_sdk::trace::SdkTracer,
+    costs: &mut Vec<PhaseCost>,
 ) -> Result<Vec<Sample>> {
     let mut conn = Connection::open(cfg.server, &cfg.identity).await?;
     // The socket's header template, built once for the kept-open socket.
@@ -423,6 +428,7 @@ async fn one_run(
             congested = None;
         }
         let start_len = out.len();
+        let before = cost::snapshot();
         let end = Instant::now() + cfg.phase;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -482,10 +488,18 @@ async fn one_run(
                 span_id: hex(&span_id),
             });
         }
+        let spent = PhaseCost {
+            run: spec.name.to_string(),
+            phase: i,
+            name: phase.name.to_string(),
+            requests: out.len() - start_len,
+            groups: cost::between(&before, &cost::snapshot()),
+        };
         if phase.clt {
             socket::disable(&conn.fd).context("CLT.disable")?;
         }
-        progress.phase_done(spec.name, phase, &out[start_len..]);
+        progress.phase_done(spec.name, phase, &out[start_len..], &spent);
+        costs.push(spent);
     }
     drop(congested);
     Ok(out)

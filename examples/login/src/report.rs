@@ -438,11 +438,13 @@ pub fn jaeger_view(
 }
 
 /// Writes every output; prints the summary and the span.
+#[allow(clippy::too_many_arguments)]
 pub fn write_all(
     out: &Path,
     router: RouterKind,
     runs: &[RunSpec],
     samples: &[Sample],
+    costs: &[crate::cost::PhaseCost],
     store_path: &Path,
     join: &clt_collector::JoinStats,
     node_names: &HashMap<u32, String>,
@@ -512,7 +514,12 @@ pub fn write_all(
         }
     }
 
-    let (md, comps) = summary_markdown(router, runs, samples, join, &coverage);
+    let (mut md, comps) = summary_markdown(router, runs, samples, join, &coverage);
+    let _ = write!(
+        md,
+        "\n## CPU time and wakeups per request\n\nPer phase, what each group of the demo's threads spent per login request: CPU µs / wakeups (voluntary context switches), from /proc/self/task. Kernel work in a thread's context (forwarding through the veths and the router, IOAM, trace events) counts for that thread. Unlike the RTT, these barely move with the machine's other load.\n\n{}",
+        crate::cost::table(costs)
+    );
     println!("{md}");
     let md_path = out.join("summary.md");
     std::fs::write(&md_path, &md)?;
@@ -524,6 +531,7 @@ pub fn write_all(
         serde_json::to_string_pretty(&serde_json::json!({
             "phases": phases,
             "comparisons": comps,
+            "costs": costs,
         }))?,
     )?;
     files.push(json_path);

@@ -10,22 +10,16 @@ use clt_collector::store::Store;
 use clt_login_demo::load::{Sample, congestion_run, overhead_run};
 use clt_login_demo::report::{ROUNDS, blocks, network_spans, router_queue_depth, rtts};
 use clt_login_demo::stats;
+use clt_testkit::skip;
 use std::process::Command;
 
 /// The demos of this file run one at a time: two at once would load the
 /// machine during each other's measurements.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Why the demo cannot run here: not root, no iproute2 (`ip`, `tc`).
 fn skip_reason() -> Option<String> {
-    if !clt_login_demo::is_root() {
-        return Some("not root (the demo builds network namespaces)".into());
-    }
-    for tool in ["ip", "tc"] {
-        if Command::new(tool).arg("-V").output().is_err() {
-            return Some(format!("`{tool}` (iproute2) is not installed"));
-        }
-    }
-    None
+    skip::netns_unavailable().or_else(|| skip::tools_missing(&["tc"]))
 }
 
 fn median(xs: &[f64]) -> f64 {
@@ -139,7 +133,7 @@ fn check_congestion(out: &std::path::Path, samples: &[Sample], unit: &str) {
 #[test]
 fn short_demo_shows_congestion_queue_depth_and_no_clt_cost() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        skip::report_skip(&why);
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,14 +210,11 @@ const MAX_CLT_COST_MS: f64 = 0.25;
 #[test]
 fn short_demo_with_a_bmv2_router() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        skip::report_skip(&why);
         return;
     }
     if let Some(tool) = clt_login_demo::topology::missing_bmv2_tool() {
-        clt_bmv2_tests::report_skip(
-            "short_demo_with_a_bmv2_router",
-            &format!("{tool} not on PATH"),
-        );
+        skip::report_skip(&format!("{tool} not on PATH"));
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,7 +226,7 @@ fn short_demo_with_a_bmv2_router() {
 
 #[test]
 fn without_root_it_says_so_and_fails() {
-    if clt_login_demo::is_root() {
+    if skip::is_root() {
         // Drop to an unprivileged uid with setpriv when it is there.
         let Ok(out) = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -243,7 +234,7 @@ fn without_root_it_says_so_and_fails() {
             .arg("--short")
             .output()
         else {
-            eprintln!("skipped: root and no setpriv to drop privileges");
+            skip::report_skip("root, and no setpriv to drop privileges");
             return;
         };
         check_refusal(&out);
@@ -266,7 +257,7 @@ fn check_refusal(out: &std::process::Output) {
 #[test]
 fn ctrl_c_stops_and_removes_every_namespace() {
     if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+        skip::report_skip(&why);
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
