@@ -118,6 +118,9 @@ pub enum Code {
     W0003DstNotAtTo,
     /// `max_hops` smaller than a policy path: the trace overflows.
     W0004Overflow,
+    /// A Tofino's egress cannot reach some entries to write the queue
+    /// depth or transit delay (they keep all-ones).
+    W0005TofinoEgressReach,
 }
 
 impl Code {
@@ -159,6 +162,7 @@ impl Code {
             Code::W0002Schema => "W0002",
             Code::W0003DstNotAtTo => "W0003",
             Code::W0004Overflow => "W0004",
+            Code::W0005TofinoEgressReach => "W0005",
         };
         s
     }

@@ -143,6 +143,7 @@ pub fn check(file: &ast::File, diags: &mut Diagnostics) -> Option<Model> {
     };
     cx.roles_and_sizes(file, &mut model);
     cx.tofino_digests(file, &model);
+    cx.tofino_egress_reach(file, &model);
     cx.routes(&mut model);
     cx.mtu_checks(file, &model);
     if cx.diags.errors().count() > before {
@@ -1509,7 +1510,7 @@ impl Cx<'_> {
 
     /// E0032, E0033: a Tofino reports the traces of the domains it
     /// decapsulates with TNA learning digests (`p4src/README.md`, "How TNA
-    /// differs"). bf-p4c refuses a digest over 48 bytes (E0032: 33 bytes of
+    /// differs"). bf-p4c refuses a digest over 48 bytes (E0032: 36 bytes of
     /// ids and header fields plus the node data), and the digest type, the
     /// domain's number on the node, has 3 bits (E0033: only the node's first
     /// 7 domains, in declaration order, can report). The sizes come from the
@@ -1582,6 +1583,80 @@ impl Cx<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// W0005: a Tofino writes the queue depth and transit delay in egress,
+    /// whose parser reads at most 160 bytes (Tofino 1): an entry past that
+    /// keeps the all-ones ingress wrote (`p4src/README.md`, "How TNA
+    /// differs"; `layout::tna_egress_entries`). Entry i (wire order) is
+    /// filled by the hop `max_hops - i` of the trace, so it is the first
+    /// hops that lose the values. The CLT layout counts only for a domain
+    /// with `context w3c` (no other packet carries the CLT option).
+    fn tofino_egress_reach(&mut self, file: &ast::File, m: &Model) {
+        use crate::backend::p4::layout::tna_egress_entries;
+        for (di, d) in m.domains.iter().enumerate() {
+            let idx = DomainIdx(di as u32);
+            let Some(src) = self.domain_src(file, idx) else {
+                continue;
+            };
+            let egress: Vec<&(TraceField, Span)> = src
+                .field_spans
+                .iter()
+                .filter(|(f, _)| matches!(f, TraceField::QueueDepth | TraceField::TransitDelay))
+                .collect();
+            let Some((_, span)) = egress.first() else {
+                continue;
+            };
+            if !src.valid_trace || d.max_hops == 0 {
+                continue;
+            }
+            let tstamp = egress.iter().any(|(f, _)| *f == TraceField::TransitDelay);
+            let per_hop = u32::from(d.per_hop_len);
+            let plain = tna_egress_entries(per_hop, d.max_hops, tstamp, false);
+            let clt = if d.context_w3c {
+                tna_egress_entries(per_hop, d.max_hops, tstamp, true)
+            } else {
+                plain
+            };
+            let reached = plain.min(clt);
+            if reached >= d.max_hops {
+                continue;
+            }
+            let tofinos: Vec<_> = m
+                .nodes
+                .iter()
+                .filter(|n| n.kind == NodeKind::Tofino && n.domains.contains(&idx))
+                .collect();
+            let Some(first) = tofinos.first() else {
+                continue;
+            };
+            let names: Vec<&str> = tofinos.iter().map(|n| n.name.as_str()).collect();
+            let fields: Vec<String> = egress.iter().map(|(f, _)| format!("`{f}`")).collect();
+            let lost = d.max_hops - reached;
+            let layouts = if clt < plain {
+                format!(" (with the CLT option; {plain} of {} without)", d.max_hops)
+            } else {
+                String::new()
+            };
+            self.diags.push(
+                err(
+                    Code::W0005TofinoEgressReach,
+                    *span,
+                    format!(
+                        "tofino {} {} {} {} of domain `{}` into {reached} of its {} entries{layouts}: as one of the first {lost} hops of a trace {} all-ones there",
+                        if names.len() == 1 { "node" } else { "nodes" },
+                        names.join(", "),
+                        if names.len() == 1 { "writes" } else { "write" },
+                        fields.join(" and "),
+                        d.name,
+                        d.max_hops,
+                        if names.len() == 1 { "it leaves" } else { "they leave" }
+                    ),
+                )
+                .related(first.span, "Tofino 1's egress parser reads 160 bytes of a packet")
+                .hint("fewer `max_hops` or fewer fields per hop reach further; a bmv2 or linux node has no such limit"),
+            );
         }
     }
 

@@ -103,7 +103,87 @@ impl DomainLayout {
     pub fn entry_bits(&self) -> u32 {
         self.fields.iter().map(|f| f.bits).sum()
     }
+
+    /// The entry fields only a Tofino's egress knows (queue depth, transit
+    /// delay): on TNA, ingress fills the entry and egress writes these.
+    pub fn egress_fields(&self) -> impl Iterator<Item = &NodeField> {
+        self.fields.iter().filter(|f| {
+            matches!(
+                f.source,
+                FieldSource::QueueDepth | FieldSource::TransitDelay
+            )
+        })
+    }
+
+    /// Whether the trace has a field only a Tofino's egress knows.
+    pub fn fills_in_egress(&self) -> bool {
+        self.egress_fields().next().is_some()
+    }
+
+    /// Whether egress writes a transit delay (and needs ingress's timestamp).
+    fn has_transit_delay(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| f.source == FieldSource::TransitDelay)
+    }
+
+    /// TNA: the bytes Tofino 1's egress parser reads to reach the end of
+    /// entry `entry` (0: the first in wire order) of this domain
+    /// ([`tna_egress_depth`]).
+    pub fn tna_egress_depth(&self, clt: bool, entry: u32) -> u32 {
+        tna_egress_depth(self.entry_bits() / 8, self.has_transit_delay(), clt, entry)
+    }
+
+    /// TNA: how many entries egress completes ([`tna_egress_entries`]).
+    pub fn tna_egress_entries(&self, clt: bool) -> u8 {
+        tna_egress_entries(
+            self.entry_bits() / 8,
+            self.max_hops,
+            self.has_transit_delay(),
+            clt,
+        )
+    }
 }
+
+/// TNA: the bytes Tofino 1's egress parser reads to reach the end of entry
+/// `entry` (0: the first in wire order) of `entry_bytes`-byte entries, in
+/// the plain (`clt` false) or CLT layout: the egress intrinsic metadata, the
+/// bridge header (and the ingress timestamp for a transit delay,
+/// `tstamp`), Ethernet, IPv6 and the Hop-by-Hop header up to that entry.
+pub fn tna_egress_depth(entry_bytes: u32, tstamp: bool, clt: bool, entry: u32) -> u32 {
+    let hbh = if clt { 40 } else { 16 };
+    TNA_EG_INTR_MD_BYTES
+        + TNA_BRIDGE_BYTES
+        + if tstamp { TNA_TSTAMP_BYTES } else { 0 }
+        + 14
+        + 40
+        + hbh
+        + (entry + 1) * entry_bytes
+}
+
+/// TNA: how many of `max_hops` entries, from the first in wire order,
+/// Tofino 1's egress parser reaches ([`TNA_MAX_EGRESS_PARSE_DEPTH`]).
+/// Egress writes the queue depth and transit delay only into these; a
+/// deeper entry (one filled by an earlier hop) keeps ingress's all-ones.
+pub fn tna_egress_entries(entry_bytes: u32, max_hops: u8, tstamp: bool, clt: bool) -> u8 {
+    let reached = (0..max_hops)
+        .take_while(|&i| {
+            tna_egress_depth(entry_bytes, tstamp, clt, u32::from(i)) <= TNA_MAX_EGRESS_PARSE_DEPTH
+        })
+        .count();
+    u8::try_from(reached).unwrap_or(u8::MAX)
+}
+
+/// Tofino 1's egress parser reads at most 160 bytes of a packet (bf-p4c
+/// `parde_spec.h`, `maxParseDepth(EGRESS)`): the intrinsic metadata and the
+/// bridge header count.
+pub const TNA_MAX_EGRESS_PARSE_DEPTH: u32 = 160;
+/// `egress_intrinsic_metadata_t` (tofino1_base.p4): 216 bits.
+pub const TNA_EG_INTR_MD_BYTES: u32 = 27;
+/// `tna_bridge_h` (p4src/tna/clt.p4): domain, entry, layout.
+pub const TNA_BRIDGE_BYTES: u32 = 2;
+/// `tna_tstamp_h`: the low 32 bits of ingress's `global_tstamp`.
+pub const TNA_TSTAMP_BYTES: u32 = 4;
 
 /// The layouts of every domain `node` takes part in, in the node's order.
 pub fn domains_of(fabric: &Fabric, node: &Node) -> Vec<DomainLayout> {
@@ -275,5 +355,27 @@ mod tests {
         let l = layout(&domain(&[HopLimitNodeId, OpaqueState], 2), 0);
         assert_eq!(l.node_len, 1);
         assert_eq!(l.per_hop_words, 2);
+    }
+
+    #[test]
+    fn tofino_egress_reaches_the_entries_within_160_bytes() {
+        use TraceField::*;
+        // The leaf-spine `prod` domain: 5 entries of 12 bytes, queue depth.
+        let prod = layout(&domain(&[HopLimitNodeId, InterfaceIds, QueueDepth], 5), 0);
+        assert!(prod.fills_in_egress());
+        // 27 + 2 + 14 + 40 + 16 + 5 x 12: the last entry, plain, just fits.
+        assert_eq!(prod.tna_egress_depth(false, 4), 159);
+        assert_eq!(prod.tna_egress_entries(false), 5);
+        // With the CLT option (24 bytes more): 3 entries.
+        assert_eq!(prod.tna_egress_depth(true, 2), 159);
+        assert_eq!(prod.tna_egress_depth(true, 3), 171);
+        assert_eq!(prod.tna_egress_entries(true), 3);
+        // A transit delay adds the 4-byte ingress timestamp.
+        let delay = layout(&domain(&[HopLimitNodeId, InterfaceIds, TransitDelay], 5), 0);
+        assert_eq!(delay.tna_egress_depth(false, 4), 163);
+        assert_eq!(delay.tna_egress_entries(false), 4);
+        // Nothing for egress: ingress fills the whole entry.
+        let ids = layout(&domain(&[HopLimitNodeId, InterfaceIds], 5), 0);
+        assert!(!ids.fills_in_egress());
     }
 }

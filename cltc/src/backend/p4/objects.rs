@@ -254,7 +254,7 @@ impl Objects {
                     Target::V1Model => digest_struct(d),
                 },
                 struct_name: digest_struct(d),
-                members: digest_members(d),
+                members: digest_members(d, target),
                 domain: d.number,
                 domain_name: d.name.clone(),
             })
@@ -349,19 +349,31 @@ pub fn digest_struct(d: &DomainLayout) -> String {
 }
 
 /// The members of a domain's digest struct, in declaration order.
-pub fn digest_members(d: &DomainLayout) -> Vec<(&'static str, u32)> {
-    digest_members_for(d.data_len())
+pub fn digest_members(d: &DomainLayout, target: Target) -> Vec<(&'static str, u32)> {
+    digest_members_for(d.data_len(), target)
 }
 
 /// The members of the digest struct of a domain with `data_len` bytes of
 /// pre-allocated node data, in declaration order.
-pub fn digest_members_for(data_len: u32) -> Vec<(&'static str, u32)> {
+///
+/// TNA: every member a whole number of bytes, so that bf-p4c, which keeps
+/// a large digest's byte-sized fields in exactly their own containers
+/// (`parde_phv_constraints.cpp`), sends exactly the members' bytes; and each
+/// copied from a header field in a container of its own size (a Tofino
+/// action moves data between containers of one size): `trace_type` is the
+/// wire word (type and reserved byte), `flags` and `rem_len` are
+/// zero-extended to the 16 bits of the trace header word they sit in.
+pub fn digest_members_for(data_len: u32, target: Target) -> Vec<(&'static str, u32)> {
+    let [trace_type, flags, rem_len, has_context] = match target {
+        Target::V1Model => [24, 4, 7, 1],
+        Target::Tna => [32, 16, 16, 8],
+    };
     vec![
         ("namespace_id", 16),
-        ("trace_type", 24),
-        ("flags", 4),
-        ("rem_len", 7),
-        ("has_context", 1),
+        ("trace_type", trace_type),
+        ("flags", flags),
+        ("rem_len", rem_len),
+        ("has_context", has_context),
         ("trace_id", 128),
         ("span_id", 64),
         ("node_data", data_len * 8),
@@ -379,18 +391,21 @@ pub const MAX_LEARNING_QUANTA_BYTES: u32 = 48;
 pub const MAX_TNA_DIGEST_TYPE: u8 = 7;
 
 /// The learning quanta of a digest whose members are `widths` bits wide, as
-/// bf-p4c counts it before PHV allocation (p4c `backends/tofino/bf-p4c/phv/
-/// parde_phv_constraints.cpp`): the digest-type selector (one byte) and
-/// every member rounded up to whole bytes.
+/// bf-p4c counts it after PHV allocation (p4c `backends/tofino/bf-p4c/phv/
+/// validate_allocation.cpp`: the bytes of the containers the digest reads,
+/// the one-byte digest-type selector included). Exact for members of whole
+/// bytes, which bf-p4c keeps in containers of exactly their size once a
+/// digest reaches 43 bytes (9/10 of the limit, `parde_phv_constraints.cpp`),
+/// as every member of a TNA digest is ([`digest_members_for`]).
 pub fn learning_quanta_bytes(widths: impl IntoIterator<Item = u32>) -> u32 {
     1 + widths.into_iter().map(|bits| bits.div_ceil(8)).sum::<u32>()
 }
 
 /// The learning quanta of the TNA digest of a domain with `data_len` bytes
-/// of node data (33 + `data_len`): what [`MAX_LEARNING_QUANTA_BYTES`] limits.
+/// of node data (36 + `data_len`): what [`MAX_LEARNING_QUANTA_BYTES`] limits.
 pub fn tna_digest_bytes(data_len: u32) -> u32 {
     learning_quanta_bytes(
-        digest_members_for(data_len)
+        digest_members_for(data_len, Target::Tna)
             .into_iter()
             .map(|(_, bits)| bits),
     )
@@ -487,11 +502,18 @@ mod tests {
     }
 
     #[test]
-    fn a_tna_digest_is_33_bytes_plus_the_node_data() {
+    fn a_tna_digest_is_36_bytes_plus_the_node_data() {
         assert_eq!(learning_quanta_bytes([3, 8, 9]), 1 + 1 + 1 + 2);
-        assert_eq!(tna_digest_bytes(0), 33);
+        assert_eq!(tna_digest_bytes(0), 36);
         // The most node data a Tofino can report: 12 bytes (3 x 4).
-        assert_eq!(tna_digest_bytes(12), MAX_LEARNING_QUANTA_BYTES - 3);
+        assert_eq!(tna_digest_bytes(12), MAX_LEARNING_QUANTA_BYTES);
         assert!(tna_digest_bytes(16) > MAX_LEARNING_QUANTA_BYTES);
+        // Whole bytes only on TNA, v1model's widths unchanged.
+        assert!(
+            digest_members_for(4, Target::Tna)
+                .iter()
+                .all(|(_, bits)| bits % 8 == 0)
+        );
+        assert_eq!(digest_members_for(4, Target::V1Model)[2], ("flags", 4));
     }
 }

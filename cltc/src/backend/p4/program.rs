@@ -12,6 +12,9 @@ use std::fmt::Write;
 
 /// The architecture-neutral library.
 pub const COMMON: &str = include_str!("../../../../p4src/common/clt_common.p4");
+/// v1model's parser, at common's `common_parser` marker: what follows the
+/// file's first empty line.
+pub const COMMON_PARSER: &str = include_str!("../../../../p4src/common/clt_parser.p4");
 /// The v1model (bmv2) template.
 pub const V1MODEL: &str = include_str!("../../../../p4src/v1model/clt.p4");
 /// The TNA (Tofino) template.
@@ -52,14 +55,23 @@ pub fn render(node: &Node, domains: &[DomainLayout], objects: &Objects, target: 
 fn block(cx: &Context<'_>, name: &str) -> Option<String> {
     let text = match name {
         "common" => specialise(COMMON, &|inner| block(cx, inner)),
+        "common_parser" if cx.target == Target::Tna => {
+            "// (CltParser: v1model only; TNA's parsers are in p4src/tna/clt.p4.)".to_string()
+        }
+        "common_parser" => {
+            let body = COMMON_PARSER
+                .split_once("\n\n")
+                .map_or(COMMON_PARSER, |(_, body)| body);
+            specialise(body, &|inner| block(cx, inner))
+        }
         "node_constants" => node_constants(cx),
         "node_headers" => node_headers(cx),
         "digest_structs" => digest_structs(cx),
         "header_stacks" => header_stacks(cx),
         "meta_digests" => meta_digests(cx),
-        "domain_select_plain" => domain_select(cx, "plain"),
-        "domain_select_clt" => domain_select(cx, "clt"),
-        "domain_states" => domain_states(cx),
+        "domain_select_plain" => domain_select(cx, "plain", ""),
+        "domain_select_clt" => domain_select(cx, "clt", ""),
+        "domain_states" => domain_states(cx, "", "parse_upper_layer"),
         "domain_controls" => domain_controls(cx),
         "ingress_instances" => instances(cx, true),
         "egress_instances" => instances(cx, false),
@@ -68,6 +80,14 @@ fn block(cx: &Context<'_>, name: &str) -> Option<String> {
         "fill_dispatch" => fill_dispatch(cx),
         "tna_digests" => tna_digests(cx),
         "tna_digest_pack" => tna_digest_pack(cx),
+        "tna_ingress_states" => tna_ingress_states(cx),
+        "tna_fill_dispatch" => tna_fill_dispatch(cx),
+        "tna_bridge_tstamp" => tna_bridge_tstamp(cx),
+        "tna_egress_select" => tna_egress_select(cx),
+        "tna_egress_states" => tna_egress_states(cx),
+        "tna_patch_dispatch" => tna_patch_dispatch(cx),
+        "tna_emit" => tna_emit(cx),
+        "tna_length_check" => tna_length_check(cx),
         _ => return None,
     };
     let text = text.trim_end();
@@ -209,6 +229,9 @@ fn header_stacks(cx: &Context<'_>) -> String {
             d.tag, d.max_hops, d.name
         );
     }
+    if cx.target == Target::Tna {
+        s.push_str("tna_bridge_h tna_bridge;  // TNA: what ingress tells egress (p4src/tna/clt.p4)\ntna_tstamp_h tna_tstamp;\n");
+    }
     s
 }
 
@@ -221,7 +244,7 @@ fn meta_digests(cx: &Context<'_>) -> String {
 }
 
 /// The parser's choice of domain: namespace, trace type and option length.
-fn domain_select(cx: &Context<'_>, layout: &str) -> String {
+fn domain_select(cx: &Context<'_>, layout: &str, sfx: &str) -> String {
     let mut s = String::new();
     // Namespace and option length here, the trace type in the next state:
     // at most 32 bits per select, what Tofino's parser can match (one
@@ -229,7 +252,7 @@ fn domain_select(cx: &Context<'_>, layout: &str) -> String {
     for d in cx.domains {
         let _ = writeln!(
             s,
-            "(16w{}, 8w{}) : parse_{}_{layout}_type;  // {}",
+            "(16w{}, 8w{}) : parse_{}_{layout}_type{sfx};  // {}",
             d.namespace,
             d.ioam_opt_len(),
             d.tag,
@@ -239,8 +262,9 @@ fn domain_select(cx: &Context<'_>, layout: &str) -> String {
     s
 }
 
-/// Per domain: the node data in either layout, a length check, the padding.
-fn domain_states(cx: &Context<'_>) -> String {
+/// Per domain: the node data in either layout, a length check, the padding;
+/// state names end in `sfx`, and a whole trace goes on to `upper`.
+fn domain_states(cx: &Context<'_>, sfx: &str, upper: &str) -> String {
     let mut s = String::new();
     for d in cx.domains {
         let t = &d.tag;
@@ -253,26 +277,44 @@ fn domain_states(cx: &Context<'_>) -> String {
             d.hbh_len_plain(),
             d.hbh_len_clt()
         );
+        // TNA: the trace header is extracted after its trace type is
+        // matched in the lookahead (Tofino's parser matches what is ahead).
+        let tna = cx.target == Target::Tna;
+        let (type_key, trace) = if tna {
+            (
+                "pkt.lookahead<bit<56>>()[23:0]",
+                "    pkt.extract(hdr.ioam_trace);\n",
+            )
+        } else {
+            ("hdr.ioam_trace.trace_type", "")
+        };
         for (layout, len) in [("plain", d.hbh_len_plain()), ("clt", d.hbh_len_clt())] {
             let _ = writeln!(
                 s,
-                "state parse_{t}_{layout}_type {{
-    transition select(hdr.ioam_trace.trace_type) {{
-        24w0x{:06x} : parse_{t}_{layout};
+                "state parse_{t}_{layout}_type{sfx} {{
+    transition select({type_key}) {{
+        24w0x{:06x} : parse_{t}_{layout}{sfx};
         default : accept;
     }}
 }}
 ",
                 d.trace_type
             );
-            let _ = writeln!(s, "state parse_{t}_{layout} {{");
+            let _ = write!(s, "state parse_{t}_{layout}{sfx} {{\n{trace}");
             for _ in 0..d.max_hops {
                 let _ = writeln!(s, "    pkt.extract(hdr.{t}_nodes.next);");
+            }
+            // TNA: the length is checked by the ingress control
+            // (`tna_length_check`): a select here would hold Hdr Ext Len in
+            // a match register across the trace.
+            if tna {
+                let _ = writeln!(s, "    transition parse_{t}_end{sfx};\n}}\n");
+                continue;
             }
             let _ = writeln!(
                 s,
                 "    transition select(hdr.hbh.hdr_ext_len) {{
-        8w{} : parse_{t}_end;
+        8w{} : parse_{t}_end{sfx};
         default : accept;
     }}
 }}
@@ -282,15 +324,15 @@ fn domain_states(cx: &Context<'_>) -> String {
         }
         let done = format!(
             "    meta.domain = 8w{};
-    transition parse_upper_layer;",
+    transition {upper};",
             d.number
         );
         if d.tail_pad() == 4 {
             let _ = writeln!(
                 s,
-                "state parse_{t}_end {{
+                "state parse_{t}_end{sfx} {{
     transition select(pkt.lookahead<bit<16>>()) {{
-        16w0x0102 : parse_{t}_pad;  // PadN(4)
+        16w0x0102 : parse_{t}_pad{sfx};  // PadN(4)
         default : accept;
     }}
 }}
@@ -298,7 +340,7 @@ fn domain_states(cx: &Context<'_>) -> String {
             );
             let _ = writeln!(
                 s,
-                "state parse_{t}_pad {{
+                "state parse_{t}_pad{sfx} {{
     pkt.extract(hdr.tail_pad4);
 {done}
 }}
@@ -307,7 +349,7 @@ fn domain_states(cx: &Context<'_>) -> String {
         } else {
             let _ = writeln!(
                 s,
-                "state parse_{t}_end {{
+                "state parse_{t}_end{sfx} {{
 {done}
 }}
 "
@@ -320,11 +362,15 @@ fn domain_states(cx: &Context<'_>) -> String {
 /// Per domain: the Encap, Fill and Decap controls.
 fn domain_controls(cx: &Context<'_>) -> String {
     let mut s = String::new();
+    let tna = cx.target == Target::Tna;
     for d in cx.domains {
         s.push_str(&encap_control(d));
-        s.push_str(&fill_control(d));
+        s.push_str(&fill_control(d, tna));
         if reports(cx, d) {
-            s.push_str(&decap_control(d));
+            s.push_str(&decap_control(cx, d));
+        }
+        if tna && d.fills_in_egress() {
+            s.push_str(&patch_control(d));
         }
     }
     s
@@ -423,7 +469,9 @@ fn field_value(f: &NodeField) -> String {
 
 /// Writes this hop's entry where Linux would (`__ioam6_fill_trace_data`): the
 /// last free entry, index RemLen / per-hop - 1. No room: the Overflow flag.
-fn fill_control(d: &DomainLayout) -> String {
+/// `tna`: for a trace with fields only egress knows, also tells egress which
+/// entry to complete (`tna_bridge`), where its parser reaches the entry.
+fn fill_control(d: &DomainLayout, tna: bool) -> String {
     let t = &d.tag;
     let w = d.per_hop_words;
     let mut s = String::new();
@@ -460,6 +508,13 @@ fn fill_control(d: &DomainLayout) -> String {
             "                hdr.ioam_trace.rem_len = 7w{};",
             rem - u32::from(w)
         );
+        if tna && d.fills_in_egress() && i < d.tna_egress_entries(false) {
+            let _ = writeln!(
+                s,
+                "                hdr.tna_bridge.domain = 8w{};\n                hdr.tna_bridge.entry = 7w{i};",
+                d.number
+            );
+        }
     }
     let _ = writeln!(s, "            }}\n        }}\n    }}\n}}\n");
     s
@@ -467,9 +522,33 @@ fn fill_control(d: &DomainLayout) -> String {
 
 /// Copies the trace into the digest, then removes the Hop-by-Hop header and
 /// restores the IPv6 next header and payload length.
-fn decap_control(d: &DomainLayout) -> String {
+fn decap_control(cx: &Context<'_>, d: &DomainLayout) -> String {
     let t = &d.tag;
     let m = format!("meta.digest_{t}");
+    // A member wider than its header field (TNA's whole bytes) is cast.
+    let width = |name: &str| {
+        cx.objects
+            .digests
+            .iter()
+            .find(|g| g.domain == d.number)
+            .and_then(|g| g.members.iter().find(|(n, _)| *n == name))
+            .map_or(0, |(_, bits)| *bits)
+    };
+    let cast = |name: &str, bits: u32| {
+        let w = width(name);
+        if w == bits {
+            String::new()
+        } else {
+            format!("(bit<{w}>) ")
+        }
+    };
+    let (flags, rem_len, ctx) = (cast("flags", 4), cast("rem_len", 7), width("has_context"));
+    // TNA: the trace type as the wire word (with the reserved byte).
+    let trace_type = if width("trace_type") == 32 {
+        "hdr.ioam_trace.trace_type ++ hdr.ioam_trace.reserved"
+    } else {
+        "hdr.ioam_trace.trace_type"
+    };
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -483,13 +562,13 @@ fn decap_control(d: &DomainLayout) -> String {
     );
     let _ = writeln!(
         s,
-        "        {m}.namespace_id = hdr.ioam_trace.namespace_id;\n        {m}.trace_type = hdr.ioam_trace.trace_type;\n        {m}.flags = hdr.ioam_trace.flags;\n        {m}.rem_len = hdr.ioam_trace.rem_len;"
+        "        {m}.namespace_id = hdr.ioam_trace.namespace_id;\n        {m}.trace_type = {trace_type};\n        {m}.flags = {flags}hdr.ioam_trace.flags;\n        {m}.rem_len = {rem_len}hdr.ioam_trace.rem_len;"
     );
     // The header's length is the layout's (the parser checked Hdr Ext Len):
     // one subtraction of a constant, which a Tofino action can do.
     let _ = writeln!(
         s,
-        "        if (hdr.clt.isValid()) {{\n            {m}.has_context = 1w1;\n            {m}.trace_id = hdr.clt.trace_id;\n            {m}.span_id = hdr.clt.span_id;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }} else {{\n            {m}.has_context = 1w0;\n            {m}.trace_id = 128w0;\n            {m}.span_id = 64w0;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }}",
+        "        if (hdr.clt.isValid()) {{\n            {m}.has_context = {ctx}w1;\n            {m}.trace_id = hdr.clt.trace_id;\n            {m}.span_id = hdr.clt.span_id;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }} else {{\n            {m}.has_context = {ctx}w0;\n            {m}.trace_id = 128w0;\n            {m}.span_id = 64w0;\n            hdr.ipv6.payload_len = hdr.ipv6.payload_len - 16w{};\n        }}",
         d.hbh_len_clt(),
         d.hbh_len_plain()
     );
@@ -520,14 +599,21 @@ fn instances(cx: &Context<'_>, ingress: bool) -> String {
     let mut s = String::new();
     for d in cx.domains {
         let n = d.number - 1;
+        let tna = cx.target == Target::Tna;
         if ingress {
             let _ = writeln!(s, "EncapD{n}() encap_d{n};");
-            // Ingress fills only before it decapsulates.
-            if reports(cx, d) {
-                let _ = writeln!(s, "FillD{n}() fill_d{n};\nDecapD{n}() decap_d{n};");
+            // v1model: ingress fills only before it decapsulates; TNA:
+            // ingress fills every entry (egress completes some).
+            if tna || reports(cx, d) {
+                let _ = writeln!(s, "FillD{n}() fill_d{n};");
             }
-        } else {
+            if reports(cx, d) {
+                let _ = writeln!(s, "DecapD{n}() decap_d{n};");
+            }
+        } else if !tna {
             let _ = writeln!(s, "FillD{n}() fill_d{n};");
+        } else if d.fills_in_egress() {
+            let _ = writeln!(s, "PatchD{n}() patch_d{n};");
         }
     }
     s
@@ -576,6 +662,11 @@ fn decap_dispatch(cx: &Context<'_>) -> String {
         let n = d.number - 1;
         let report = match target {
             Target::V1Model => format!("digest<trace_digest_d{n}_t>(32w1, meta.digest_d{n});"),
+            // The fill may have told egress to complete the entry: no more.
+            Target::Tna if d.fills_in_egress() => format!(
+                "ig_dprsr_md.digest_type = 3w{};\nhdr.tna_bridge.domain = 8w0;",
+                d.number
+            ),
             Target::Tna => format!("ig_dprsr_md.digest_type = 3w{};", d.number),
         };
         format!("fill_d{n}.apply(hdr, f);\ndecap_d{n}.apply(hdr, meta);\n{report}")
@@ -610,6 +701,228 @@ fn tna_digest_pack(cx: &Context<'_>) -> String {
             digest.domain
         );
     }
+    s
+}
+
+/// TNA: writes what only egress knows (queue depth, transit delay) into the
+/// entry ingress filled (`tna_bridge.entry`); the egress parser extracted
+/// the header up to that entry.
+fn patch_control(d: &DomainLayout) -> String {
+    let t = &d.tag;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "// Completes this hop's entry of domain {} with what egress knows: the\n// entry ingress wrote (entries past Tofino 1's 160-byte egress parse depth\n// keep ingress's all-ones).",
+        d.name
+    );
+    let _ = writeln!(
+        s,
+        "control {}(inout headers_t hdr, in hop_fields_t f) {{\n    apply {{",
+        control_name("Patch", d)
+    );
+    for i in 0..d.tna_egress_entries(false) {
+        let keyword = if i == 0 { "if" } else { "} else if" };
+        let _ = writeln!(s, "        {keyword} (hdr.tna_bridge.entry == 7w{i}) {{");
+        for f in d.egress_fields() {
+            let _ = writeln!(
+                s,
+                "            hdr.{t}_nodes[{i}].{} = {};",
+                f.name,
+                field_value(f)
+            );
+        }
+    }
+    if d.tna_egress_entries(false) > 0 {
+        let _ = writeln!(s, "        }}");
+    }
+    let _ = writeln!(s, "    }}\n}}\n");
+    s
+}
+
+/// TNA's ingress parser after the Hop-by-Hop header's fixed part: the states
+/// of `CltParser` (p4src/common) twice, `_l4` when the upper layer is TCP or
+/// UDP. Tofino's parser matches only what it has in its window or saved in
+/// one of three match registers: it cannot select on `hbh.next_hdr` after
+/// the trace, so the choice is made before and carried by the state.
+fn tna_ingress_states(cx: &Context<'_>) -> String {
+    let mut s = String::new();
+    // Each select matches what was just extracted or what is ahead, at
+    // most 32 bits: the option length and the namespace (lookahead).
+    let choices = |layout: &str, sfx: &str, prefix: &str| {
+        let mut c = String::new();
+        for d in cx.domains {
+            let _ = writeln!(
+                c,
+                "        ({prefix}8w{}, 16w{}) : parse_{}_{layout}_type{sfx};  // {}",
+                d.ioam_opt_len(),
+                d.namespace,
+                d.tag,
+                d.name
+            );
+        }
+        c
+    };
+    for (sfx, upper) in [("", "accept"), ("_l4", "parse_l4")] {
+        let _ = writeln!(
+            s,
+            "state parse_clt{sfx} {{
+    pkt.extract(hdr.clt);
+    transition select(pkt.lookahead<bit<32>>()) {{
+        32w0x31000000 &&& 32w0xff0000ff : parse_ioam_clt{sfx};
+        default                         : accept;
+    }}
+}}
+
+state parse_ioam_clt{sfx} {{
+    pkt.extract(hdr.ioam_opt);
+    transition select(hdr.ioam_opt.opt_len, pkt.lookahead<bit<16>>()) {{
+{}        default : accept;
+    }}
+}}
+
+// Only a pre-allocated trace (parse_hbh matched PadN(2) and the option type).
+state parse_ioam_plain{sfx} {{
+    pkt.extract(hdr.lead_pad);
+    pkt.extract(hdr.ioam_opt);
+    transition select(hdr.ioam_opt.ioam_type, hdr.ioam_opt.opt_len, pkt.lookahead<bit<16>>()) {{
+{}        default : accept;
+    }}
+}}
+",
+            choices("clt", sfx, ""),
+            choices("plain", sfx, "IOAM_TYPE_PREALLOC, ")
+        );
+        s.push_str(&domain_states(cx, sfx, upper));
+    }
+    s
+}
+
+/// TNA ingress: a trace whose Hop-by-Hop header has another length than the
+/// domain's layout is no trace of the domain (v1model's parser stops).
+fn tna_length_check(cx: &Context<'_>) -> String {
+    dispatch(cx, "meta.domain", &|d| {
+        format!(
+            "if (hdr.clt.isValid()) {{\n    if (hdr.hbh.hdr_ext_len != 8w{}) {{\n        meta.domain = 8w0;\n    }}\n}} else if (hdr.hbh.hdr_ext_len != 8w{}) {{\n    meta.domain = 8w0;\n}}",
+            DomainLayout::hdr_ext_len(d.hbh_len_clt()),
+            DomainLayout::hdr_ext_len(d.hbh_len_plain())
+        )
+    })
+}
+
+/// TNA ingress: every fill (encapsulation and transit) happens here.
+fn tna_fill_dispatch(cx: &Context<'_>) -> String {
+    dispatch(cx, "meta.domain", &|d| {
+        format!("fill_d{}.apply(hdr, f);", d.number - 1)
+    })
+}
+
+/// TNA ingress: the timestamp egress subtracts for a transit delay, for the
+/// domains whose entry egress completes with one.
+fn tna_bridge_tstamp(cx: &Context<'_>) -> String {
+    let with_delay: Vec<&DomainLayout> = cx
+        .domains
+        .iter()
+        .filter(|d| {
+            d.egress_fields()
+                .any(|f| f.source == FieldSource::TransitDelay)
+        })
+        .collect();
+    dispatch_over(&with_delay, "hdr.tna_bridge.domain", &|_| {
+        "hdr.tna_tstamp.setValid();\nhdr.tna_tstamp.ingress_tstamp = ig_prsr_md.global_tstamp[31:0];"
+            .to_string()
+    })
+}
+
+/// The egress parser states of `d` that reach entry `entry` in a layout.
+fn egress_state(d: &DomainLayout, clt: bool, entry: u8) -> String {
+    format!(
+        "parse_eg_{}_{}_e{entry}",
+        d.tag,
+        if clt { "clt" } else { "plain" }
+    )
+}
+
+/// TNA egress parser: the bridge header chooses what to parse (no select on
+/// the packet): domain, layout and the entry ingress filled.
+fn tna_egress_select(cx: &Context<'_>) -> String {
+    let mut s = String::new();
+    for d in cx.domains.iter().filter(|d| d.fills_in_egress()) {
+        for clt in [false, true] {
+            for i in 0..d.tna_egress_entries(clt) {
+                let _ = writeln!(
+                    s,
+                    "(8w{}, 1w{}, 7w{i}) : {};",
+                    d.number,
+                    u8::from(clt),
+                    egress_state(d, clt, i)
+                );
+            }
+        }
+    }
+    s
+}
+
+fn tna_egress_states(cx: &Context<'_>) -> String {
+    let mut s = String::new();
+    for d in cx.domains.iter().filter(|d| d.fills_in_egress()) {
+        let tstamp = d
+            .egress_fields()
+            .any(|f| f.source == FieldSource::TransitDelay);
+        for clt in [false, true] {
+            for i in 0..d.tna_egress_entries(clt) {
+                let _ = writeln!(
+                    s,
+                    "// Domain {}, {} layout, entry {i}: {} bytes.\nstate {} {{",
+                    d.name,
+                    if clt { "CLT" } else { "plain" },
+                    d.tna_egress_depth(clt, u32::from(i)),
+                    egress_state(d, clt, i)
+                );
+                let mut headers = vec!["ethernet", "ipv6", "hbh"];
+                if tstamp {
+                    headers.insert(0, "tna_tstamp");
+                }
+                headers.push(if clt { "clt" } else { "lead_pad" });
+                headers.extend(["ioam_opt", "ioam_trace"]);
+                for h in headers {
+                    let _ = writeln!(s, "    pkt.extract(hdr.{h});");
+                }
+                for _ in 0..=i {
+                    let _ = writeln!(s, "    pkt.extract(hdr.{}_nodes.next);", d.tag);
+                }
+                let _ = writeln!(s, "    transition accept;\n}}\n");
+            }
+        }
+    }
+    s
+}
+
+fn tna_patch_dispatch(cx: &Context<'_>) -> String {
+    let egress: Vec<&DomainLayout> = cx.domains.iter().filter(|d| d.fills_in_egress()).collect();
+    dispatch_over(&egress, "hdr.tna_bridge.domain", &|d| {
+        format!("patch_d{}.apply(hdr, f);", d.number - 1)
+    })
+}
+
+/// TNA deparsers: the packet's headers in wire order (the bridge headers,
+/// first in `headers_t`'s v1model order, are emitted apart).
+fn tna_emit(cx: &Context<'_>) -> String {
+    let mut s = String::new();
+    for h in [
+        "ethernet",
+        "ipv6",
+        "hbh",
+        "lead_pad",
+        "clt",
+        "ioam_opt",
+        "ioam_trace",
+    ] {
+        let _ = writeln!(s, "pkt.emit(hdr.{h});");
+    }
+    for d in cx.domains {
+        let _ = writeln!(s, "pkt.emit(hdr.{}_nodes);", d.tag);
+    }
+    s.push_str("pkt.emit(hdr.tail_pad4);\npkt.emit(hdr.l4);\n");
     s
 }
 
