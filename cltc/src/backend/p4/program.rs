@@ -386,20 +386,27 @@ fn control_name(kind: &str, d: &DomainLayout) -> String {
     format!("{kind}D{}", d.number - 1)
 }
 
+/// A generated control's comment, signature and the opening of `apply`.
+fn control_head(s: &mut String, comment: &str, name: &str, params: &str) {
+    let _ = writeln!(
+        s,
+        "{comment}\ncontrol {name}(inout headers_t hdr, {params}) {{\n    apply {{"
+    );
+}
+
 /// Inserts an empty, plain trace: a switch does not know the request's ids,
 /// so it adds no CLT option. Egress then fills the first entry.
 fn encap_control(d: &DomainLayout) -> String {
     let t = &d.tag;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "// Inserts an empty trace of domain {} (plain IOAM: a switch does not know\n// the request's ids) after the IPv6 header; egress fills this hop's entry.",
-        d.name
-    );
-    let _ = writeln!(
-        s,
-        "control {}(inout headers_t hdr, inout clt_meta_t meta) {{\n    apply {{",
-        control_name("Encap", d)
+    control_head(
+        &mut s,
+        &format!(
+            "// Inserts an empty trace of domain {} (plain IOAM: a switch does not know\n// the request's ids) after the IPv6 header; egress fills this hop's entry.",
+            d.name
+        ),
+        &control_name("Encap", d),
+        "inout clt_meta_t meta",
     );
     let body = [
         "hdr.hbh.setValid();".to_string(),
@@ -475,15 +482,14 @@ fn fill_control(d: &DomainLayout, tna: bool) -> String {
     let t = &d.tag;
     let w = d.per_hop_words;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "// Writes this hop's entry of domain {} at index RemLen / {w} - 1 and takes\n// {w} words off RemLen; sets Overflow when there is no room (RFC 9197 4.4.1).",
-        d.name
-    );
-    let _ = writeln!(
-        s,
-        "control {}(inout headers_t hdr, in hop_fields_t f) {{\n    apply {{",
-        control_name("Fill", d)
+    control_head(
+        &mut s,
+        &format!(
+            "// Writes this hop's entry of domain {} at index RemLen / {w} - 1 and takes\n// {w} words off RemLen; sets Overflow when there is no room (RFC 9197 4.4.1).",
+            d.name
+        ),
+        &control_name("Fill", d),
+        "in hop_fields_t f",
     );
     let _ = writeln!(
         s,
@@ -550,15 +556,14 @@ fn decap_control(cx: &Context<'_>, d: &DomainLayout) -> String {
         "hdr.ioam_trace.trace_type"
     };
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "// Copies the trace of domain {} into meta.digest_{t}, then removes the\n// Hop-by-Hop header and restores the next header and payload length.",
-        d.name
-    );
-    let _ = writeln!(
-        s,
-        "control {}(inout headers_t hdr, inout clt_meta_t meta) {{\n    apply {{",
-        control_name("Decap", d)
+    control_head(
+        &mut s,
+        &format!(
+            "// Copies the trace of domain {} into meta.digest_{t}, then removes the\n// Hop-by-Hop header and restores the next header and payload length.",
+            d.name
+        ),
+        &control_name("Decap", d),
+        "inout clt_meta_t meta",
     );
     let _ = writeln!(
         s,
@@ -710,15 +715,14 @@ fn tna_digest_pack(cx: &Context<'_>) -> String {
 fn patch_control(d: &DomainLayout) -> String {
     let t = &d.tag;
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "// Completes this hop's entry of domain {} with what egress knows: the\n// entry ingress wrote (entries past Tofino 1's 160-byte egress parse depth\n// keep ingress's all-ones).",
-        d.name
-    );
-    let _ = writeln!(
-        s,
-        "control {}(inout headers_t hdr, in hop_fields_t f) {{\n    apply {{",
-        control_name("Patch", d)
+    control_head(
+        &mut s,
+        &format!(
+            "// Completes this hop's entry of domain {} with what egress knows: the\n// entry ingress wrote (entries past Tofino 1's 160-byte egress parse depth\n// keep ingress's all-ones).",
+            d.name
+        ),
+        &control_name("Patch", d),
+        "in hop_fields_t f",
     );
     for i in 0..d.tna_egress_entries(false) {
         let keyword = if i == 0 { "if" } else { "} else if" };
