@@ -201,7 +201,7 @@ pub struct AgentArgs {
     pub own_hop_window_ms: u64,
     /// How often the agent wakes up to take captured packets and trace
     /// events, ms: one wakeup per interval and thread under load; traces
-    /// reach the collector up to about twice this late (0: every event as
+    /// reach the collector up to about this plus 100 ms late (0: every event as
     /// it comes, 1 ms capture blocks)
     #[arg(long, default_value_t = crate::agent::DEFAULT_BATCH_INTERVAL.as_millis() as u64)]
     pub batch_ms: u64,

@@ -85,7 +85,8 @@ pub struct AgentOptions {
     /// after this long, and the event thread, woken by an event, waits
     /// this long for more before it drains them all. Traffic then costs
     /// at most one wakeup per interval and thread, whatever its rate, and
-    /// a trace reaches the collector at most about twice this late. Zero:
+    /// a trace reaches the collector at most about this plus 100 ms late
+    /// (the capture thread's poll timeout). Zero:
     /// every event as it comes (and 1 ms capture blocks).
     pub batch_interval: Duration,
 }
