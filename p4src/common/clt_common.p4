@@ -98,16 +98,6 @@ header l4_ports_h {
     bit<16> dst_port;
 }
 
-// What the TNA ingress tells its egress (unused on v1model, where metadata
-// survives the traffic manager).
-header bridge_h {
-    bit<8>  domain;
-    bit<7>  _pad;
-    bit<1>  fill;
-    bit<16> ingress_if;
-    bit<48> ingress_tstamp;
-}
-
 // The values one hop records, gathered by the architecture-specific code from
 // its intrinsic metadata; the per-domain Fill control writes the ones the
 // domain's trace type asks for.
@@ -132,7 +122,6 @@ struct hop_fields_t {
 // Both put the IOAM option at 4n; tail_pad4 pads to 8n when the node data is
 // 8n+4 bytes long.
 struct headers_t {
-    bridge_h     bridge;
     ethernet_h   ethernet;
     ipv6_h       ipv6;
     hbh_h        hbh;
