@@ -1,14 +1,20 @@
 //! Correlation rate and memory of the join, on one core. Prints rates and a
 //! ratio against a baseline in the same process (a bare HashMap insert and
-//! remove of the same keys), and the peak RSS with 1 M pending items.
+//! remove of the same keys), and the peak RSS with 1 M pending items. Then
+//! the embedded store's cost per enriched span: one durable transaction per
+//! 10 spans (the exporter woke per push: at the login demo's 200 requests/s
+//! the 50 ms expiry tick emits about 10) against batches of 200 (its 500 ms
+//! delay: 100 login and 100 network spans) with a durable commit at most
+//! every 5 s (the defaults, `docs/collector.md`).
 //!
 //! `cargo bench -p clt-collector --bench join`
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clt_collector::join::{JoinConfig, Joiner};
-use clt_collector::model::{IoamReport, SpanKey};
+use clt_collector::model::{IoamReport, OutSpan, SpanKey};
+use clt_collector::store::Store;
 use clt_proto::ioam_api::IoamNode;
 
 fn key(i: u64) -> SpanKey {
@@ -86,12 +92,16 @@ fn main() {
     // export queue would take them).
     let t2 = Instant::now();
     let mut emitted = 0u64;
+    let mut sample: Vec<OutSpan> = Vec::new();
     for batch in 0..(N / 10_000) {
         for i in batch * 10_000..(batch + 1) * 10_000 {
             j.insert_span(key(i), 1, 2, batch, &mut out);
         }
         j.expire(batch + JoinConfig::default().linger_ms, &mut out);
         emitted += out.len() as u64;
+        if sample.len() < STORE_SPANS {
+            sample.append(&mut out);
+        }
         out.clear();
     }
     j.flush(&mut out);
@@ -125,4 +135,52 @@ fn main() {
         (rss_pending.saturating_sub(rss0)) as f64 / 1024.0,
         rss_kib("VmHWM:") as f64 / 1024.0
     );
+    sample.truncate(STORE_SPANS);
+    store_bench(&sample);
+}
+
+const STORE_SPANS: usize = 4_000;
+
+/// Seconds to append `spans` to a fresh store in batches of `batch`.
+fn store_run(spans: &[OutSpan], batch: usize, sync: Duration) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open_with_sync(&dir.path().join("s.redb"), 100_000, sync).expect("store");
+    let t = Instant::now();
+    for chunk in spans.chunks(batch) {
+        store.append(chunk).expect("append");
+    }
+    store.sync().expect("sync");
+    t.elapsed().as_secs_f64()
+}
+
+fn store_bench(spans: &[OutSpan]) {
+    let n = spans.len() as f64;
+    let before = store_run(spans, 10, Duration::ZERO);
+    let durable = store_run(spans, 200, Duration::ZERO);
+    let after = store_run(spans, 200, Duration::from_secs(5));
+    let t = Instant::now();
+    let bytes: usize = spans
+        .iter()
+        .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len()))
+        .sum();
+    let json = t.elapsed().as_secs_f64();
+    println!("store bench, {} enriched network spans", spans.len());
+    println!(
+        "  JSON alone: {:.1} us/span, {:.0} bytes/span",
+        json / n * 1e6,
+        bytes as f64 / n
+    );
+    println!(
+        "  batches of 10, every commit durable:   {:>8.1} us/span",
+        before / n * 1e6
+    );
+    println!(
+        "  batches of 200, every commit durable:  {:>8.1} us/span",
+        durable / n * 1e6
+    );
+    println!(
+        "  batches of 200, durable every 5 s:     {:>8.1} us/span",
+        after / n * 1e6
+    );
+    println!("  ratio before/after: {:.1}x", before / after);
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub store_path: PathBuf,
     /// Spans kept in the embedded store; the oldest go first.
     pub store_max_spans: usize,
+    /// The embedded store's commits are durable (fsync) at most this often;
+    /// a crash loses at most this much of the newest spans. 0: every commit.
+    pub store_sync_ms: u64,
     /// How long a span or a trace waits for the other.
     pub max_delay_ms: u64,
     /// How long a matched span waits for more of its packets.
@@ -37,6 +40,9 @@ pub struct Config {
     pub export_queue_max_spans: usize,
     pub export_queue_max_bytes: usize,
     pub export_batch_size: usize,
+    /// A batch goes out when `export_batch_size` spans wait or this long
+    /// after the oldest of them was queued.
+    pub export_delay_ms: u64,
     pub export_timeout_ms: u64,
     /// Largest gRPC message accepted (RESOURCE_EXHAUSTED beyond).
     pub max_message_bytes: usize,
@@ -57,6 +63,7 @@ impl Default for Config {
             downstream: None,
             store_path: PathBuf::from("clt-collector.redb"),
             store_max_spans: 100_000,
+            store_sync_ms: 5_000,
             max_delay_ms: 10_000,
             linger_ms: 1_000,
             max_pending_items: 1_000_000,
@@ -64,6 +71,7 @@ impl Default for Config {
             export_queue_max_spans: 100_000,
             export_queue_max_bytes: 256 << 20,
             export_batch_size: 512,
+            export_delay_ms: 500,
             export_timeout_ms: 5_000,
             max_message_bytes: 4 << 20,
             tls_cert: None,

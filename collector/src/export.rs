@@ -5,8 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{
     Event, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -25,18 +25,25 @@ use crate::store::Store;
 
 /// Spans waiting to go out, bounded in count and bytes. A span that does not
 /// fit is dropped and counted; nothing already in is ever dropped.
+///
+/// A push wakes the exporter only when it makes the queue non-empty (to
+/// start the delay) or fills a batch, not for every span.
 #[derive(Debug)]
 pub struct ExportQueue {
     inner: Mutex<QueueInner>,
     notify: Notify,
     max_spans: usize,
     max_bytes: usize,
+    /// Queue length at which a push wakes the exporter (its batch size).
+    wake_at: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct QueueInner {
     spans: VecDeque<(OutSpan, usize)>,
     bytes: usize,
+    /// When the queue last went from empty to non-empty.
+    since: Option<Instant>,
 }
 
 impl ExportQueue {
@@ -46,14 +53,16 @@ impl ExportQueue {
             notify: Notify::new(),
             max_spans,
             max_bytes,
+            wake_at: AtomicUsize::new(1),
         }
     }
 
     /// Queues spans; returns how many were dropped for lack of room.
     pub fn push(&self, spans: impl IntoIterator<Item = OutSpan>) -> u64 {
         let mut dropped = 0;
-        {
+        let wake = {
             let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let before = q.spans.len();
             for s in spans {
                 let b = s.approx_bytes();
                 if q.spans.len() >= self.max_spans || q.bytes + b > self.max_bytes {
@@ -63,8 +72,16 @@ impl ExportQueue {
                 q.bytes += b;
                 q.spans.push_back((s, b));
             }
+            let after = q.spans.len();
+            if before == 0 && after > 0 {
+                q.since = Some(Instant::now());
+            }
+            let full = self.wake_at.load(Ordering::Relaxed);
+            (before == 0 && after > 0) || (before < full && after >= full)
+        };
+        if wake {
+            self.notify.notify_one();
         }
-        self.notify.notify_one();
         dropped
     }
 
@@ -73,7 +90,16 @@ impl ExportQueue {
         let n = n.min(q.spans.len());
         let batch: Vec<_> = q.spans.drain(..n).collect();
         q.bytes -= batch.iter().map(|(_, b)| b).sum::<usize>();
+        if q.spans.is_empty() {
+            q.since = None;
+        }
         batch
+    }
+
+    /// Length, and when the queue last became non-empty.
+    fn state(&self) -> (usize, Option<Instant>) {
+        let q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (q.spans.len(), q.since)
     }
 
     /// Puts a failed batch back at the front, in order. Always fits: it was
@@ -81,6 +107,9 @@ impl ExportQueue {
     fn put_back(&self, batch: Vec<(OutSpan, usize)>) {
         let mut q = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         q.bytes += batch.iter().map(|(_, b)| b).sum::<usize>();
+        if q.since.is_none() && !batch.is_empty() {
+            q.since = Some(Instant::now());
+        }
         for item in batch.into_iter().rev() {
             q.spans.push_front(item);
         }
@@ -307,41 +336,90 @@ pub fn is_permanent(message: &str) -> bool {
         .is_some_and(|code| PERMANENT.contains(&code))
 }
 
-/// Drains `queue` into `downstream` until `stop` is notified and the queue
-/// is empty (or, on stop, one last attempt failed).
+/// When a batch goes out: `batch_size` spans are waiting, or `delay` has
+/// passed since the oldest waiting span was queued (like OpenTelemetry's
+/// batch span processor: one export, and one store transaction, per batch
+/// rather than per wakeup).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    pub batch_size: usize,
+    pub delay: Duration,
+}
+
+/// Drains `queue` into `downstream` in batches (see [`BatchPolicy`]) until
+/// `stop` is notified and the queue is empty (or, on stop, one last attempt
+/// failed). On stop everything waiting goes out at once, and the embedded
+/// store makes its last commit durable.
 pub async fn run_exporter(
     queue: Arc<ExportQueue>,
     mut downstream: Downstream,
-    batch_size: usize,
+    policy: BatchPolicy,
     counters: Arc<Counters>,
     stop: Arc<Notify>,
 ) {
+    drain(&queue, &mut downstream, policy, &counters, &stop).await;
+    if let Downstream::Store(st) = downstream {
+        match tokio::task::spawn_blocking(move || st.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "store: last durable commit failed"),
+            Err(e) => tracing::error!(error = %e, "store: last durable commit failed"),
+        }
+    }
+}
+
+async fn drain(
+    queue: &ExportQueue,
+    downstream: &mut Downstream,
+    policy: BatchPolicy,
+    counters: &Counters,
+    stop: &Notify,
+) {
+    let batch_size = policy.batch_size.max(1);
+    queue.wake_at.store(batch_size, Ordering::Relaxed);
     let mut backoff = Duration::from_millis(50);
     let mut stopping = false;
     loop {
-        let batch = queue.take(batch_size.max(1));
-        if batch.is_empty() {
+        let (len, since) = queue.state();
+        if len == 0 {
             if stopping {
                 return;
             }
             tokio::select! {
                 _ = queue.notify.notified() => {}
                 _ = stop.notified() => stopping = true,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
             continue;
         }
+        let due = since.map_or(Instant::now(), |t| t + policy.delay);
+        if !stopping && len < batch_size && Instant::now() < due {
+            tokio::select! {
+                _ = queue.notify.notified() => {}
+                _ = stop.notified() => stopping = true,
+                _ = tokio::time::sleep_until(due.into()) => {}
+            }
+            continue;
+        }
+        let batch = queue.take(batch_size);
         let n = batch.len() as u64;
         let mut rejected = 0u64;
-        let result = match &mut downstream {
+        let mut lost = 0u64;
+        let result = match downstream {
             Downstream::Otlp(d) => d.export(batch, &mut rejected).await,
             Downstream::Store(st) => {
-                let spans: Vec<OutSpan> = batch.iter().map(|(s, _)| s.clone()).collect();
                 let st = Arc::clone(st);
-                match tokio::task::spawn_blocking(move || st.append(&spans)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err((e, batch)),
-                    Err(e) => Err((Error::Store(e.to_string()), batch)),
+                let res = tokio::task::spawn_blocking(move || {
+                    let r = st.append(batch.iter().map(|(s, _)| s));
+                    (r, batch)
+                })
+                .await;
+                match res {
+                    Ok((Ok(()), _)) => Ok(()),
+                    Ok((Err(e), batch)) => Err((e, batch)),
+                    // The task panicked and took the batch with it.
+                    Err(e) => {
+                        lost = n;
+                        Err((Error::Store(e.to_string()), Vec::new()))
+                    }
                 }
             }
         };
@@ -358,8 +436,11 @@ pub async fn run_exporter(
                 backoff = Duration::from_millis(50);
             }
             Err((e, failed)) => {
-                let ok = n - rejected - failed.len() as u64;
+                let ok = n - rejected - lost - failed.len() as u64;
                 counters.export_spans_ok.fetch_add(ok, Ordering::Relaxed);
+                counters
+                    .export_spans_dropped
+                    .fetch_add(lost, Ordering::Relaxed);
                 counters.export_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "export failed");
                 queue.put_back(failed);
@@ -378,7 +459,82 @@ pub async fn run_exporter(
 
 #[cfg(test)]
 mod tests {
-    use super::is_permanent;
+    use super::*;
+
+    fn span(id: u64) -> OutSpan {
+        OutSpan {
+            trace_id: 1,
+            span_id: id,
+            parent_span_id: 0,
+            name: "s".into(),
+            kind: OutKind::Server,
+            start_ns: 1,
+            end_ns: 2,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            status_code: 0,
+            status_message: String::new(),
+            resource: Vec::new(),
+            scope_name: "".into(),
+            scope_version: "".into(),
+        }
+    }
+
+    async fn stored(store: &Store, n: usize) -> usize {
+        for _ in 0..200 {
+            let have = store.spans(None).map_or(0, |s| s.len());
+            if have >= n {
+                return have;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        store.spans(None).map_or(0, |s| s.len())
+    }
+
+    /// A batch goes out when full or when the delay has passed since its
+    /// first span, not on every push; stop flushes what is left.
+    #[tokio::test]
+    async fn exporter_batches_until_full_or_delayed_and_flushes_on_stop() {
+        for (delay, first_alone) in [
+            (Duration::from_secs(3600), false),
+            (Duration::from_millis(100), true),
+        ] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Arc::new(
+                Store::open_with_sync(&dir.path().join("s.redb"), 100, Duration::from_secs(3600))
+                    .expect("store"),
+            );
+            let queue = Arc::new(ExportQueue::new(100, 1 << 20));
+            let stop = Arc::new(Notify::new());
+            let counters = Arc::new(Counters::default());
+            let task = tokio::spawn(run_exporter(
+                Arc::clone(&queue),
+                Downstream::Store(Arc::clone(&store)),
+                BatchPolicy {
+                    batch_size: 3,
+                    delay,
+                },
+                Arc::clone(&counters),
+                Arc::clone(&stop),
+            ));
+            queue.push([span(1)]);
+            if first_alone {
+                // The delay sends the lone span.
+                assert_eq!(stored(&store, 1).await, 1);
+            } else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                assert_eq!(stored(&store, 0).await, 0, "one span waits for its batch");
+            }
+            queue.push([span(2), span(3)]);
+            assert_eq!(stored(&store, 3).await, 3);
+            queue.push([span(4)]);
+            stop.notify_one();
+            task.await.expect("exporter");
+            assert_eq!(store.spans(None).expect("read").len(), 4);
+            assert_eq!(counters.export_spans_ok.load(Ordering::Relaxed), 4);
+            assert!(queue.is_empty());
+        }
+    }
 
     #[test]
     fn permanent_errors_follow_otlp() {

@@ -26,7 +26,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::Error;
 use crate::config::Config;
-use crate::export::{Downstream, ExportQueue, OtlpDownstream, run_exporter};
+use crate::export::{BatchPolicy, Downstream, ExportQueue, OtlpDownstream, run_exporter};
 use crate::join::{JoinConfig, JoinStats, Joiner};
 use crate::metrics::{Counters, Snapshot, render};
 use crate::model::{AttrValue, Attributes, IoamReport, OutKind, OutSpan, SpanKey};
@@ -383,7 +383,11 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
             (Downstream::Otlp(OtlpDownstream::new(ep, timeout)?), None)
         }
         None => {
-            let st = Arc::new(Store::open(&cfg.store_path, cfg.store_max_spans)?);
+            let st = Arc::new(Store::open_with_sync(
+                &cfg.store_path,
+                cfg.store_max_spans,
+                Duration::from_millis(cfg.store_sync_ms),
+            )?);
             let weak = Arc::downgrade(&st);
             (Downstream::Store(st), Some(weak))
         }
@@ -414,7 +418,10 @@ pub async fn start(cfg: Config) -> Result<Running, Error> {
     let exporter = tokio::spawn(run_exporter(
         queue,
         downstream,
-        cfg.export_batch_size,
+        BatchPolicy {
+            batch_size: cfg.export_batch_size,
+            delay: Duration::from_millis(cfg.export_delay_ms),
+        },
         counters,
         Arc::clone(&stop),
     ));

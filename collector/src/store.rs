@@ -2,8 +2,10 @@
 //! `clt-collector traces` when no downstream is configured.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use crate::Error;
 use crate::model::OutSpan;
@@ -15,24 +17,65 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
+/// The store's file. Commits are durable (fsync) at most every
+/// `sync_every`; the ones in between are redb's `Durability::None`: visible
+/// to readers at once, written to the file, not synced. A crash loses at
+/// most the spans of the last `sync_every` and leaves the file at its last
+/// durable commit, consistent (redb's commit protocol). Pages freed by the
+/// trimming are reused only after a durable commit, which bounds the file's
+/// growth between syncs.
 #[derive(Debug)]
 pub struct Store {
     db: Database,
     max_spans: usize,
+    sync_every: Duration,
+    last_sync: Mutex<Instant>,
 }
 
 impl Store {
+    /// Opens the store with every commit durable.
     pub fn open(path: &Path, max_spans: usize) -> Result<Store, Error> {
+        Store::open_with_sync(path, max_spans, Duration::ZERO)
+    }
+
+    /// Opens the store with a durable commit at most every `sync_every`.
+    pub fn open_with_sync(
+        path: &Path,
+        max_spans: usize,
+        sync_every: Duration,
+    ) -> Result<Store, Error> {
         let db = Database::create(path).map_err(err)?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(SPANS).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(Store { db, max_spans })
+        Ok(Store {
+            db,
+            max_spans,
+            sync_every,
+            last_sync: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Makes every commit so far durable.
+    pub fn sync(&self) -> Result<(), Error> {
+        let tx = self.db.begin_write().map_err(err)?;
+        tx.commit().map_err(err)?;
+        *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        Ok(())
     }
 
     /// Appends spans and trims the oldest beyond the bound, in one transaction.
-    pub fn append(&self, spans: &[OutSpan]) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(err)?;
+    pub fn append<'a>(&self, spans: impl IntoIterator<Item = &'a OutSpan>) -> Result<(), Error> {
+        let mut tx = self.db.begin_write().map_err(err)?;
+        let durable = self
+            .last_sync
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+            >= self.sync_every;
+        if !durable {
+            tx.set_durability(Durability::None);
+        }
         {
             let mut t = tx.open_table(SPANS).map_err(err)?;
             let first = t.last().map_err(err)?.map_or(0, |(k, _)| k.value() + 1);
@@ -47,7 +90,11 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        if durable {
+            *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        }
+        Ok(())
     }
 
     /// Every stored span, oldest first, optionally of one trace.
