@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clt_controller::config::DigestConfig;
 use clt_controller::connect::connect;
-use clt_controller::device::{Device, DeviceSpec};
+use clt_controller::device::Device;
 use clt_controller::forward::Forwarder;
 use clt_controller::inputs::{DeviceInputs, Pipeline, cookie};
 use clt_controller::metrics::Metrics;
@@ -277,22 +277,6 @@ async fn pipeline_push_is_skipped_when_the_cookie_matches() {
         sw.state().pipeline.as_ref().unwrap().cookie.unwrap().cookie,
         v2.cookie
     );
-}
-
-fn spec(addr: std::net::SocketAddr, name: &str) -> DeviceSpec {
-    let mut session = SessionOptions::new(1, 1);
-    session.arbitration_timeout = Duration::from_secs(5);
-    DeviceSpec {
-        name: name.into(),
-        address: addr.to_string(),
-        tls: None,
-        session,
-        batch_size: 8,
-        digest: DigestConfig::default(),
-        connect_timeout: Duration::from_secs(2),
-        backoff: (Duration::from_millis(20), Duration::from_millis(200)),
-        resync: None,
-    }
 }
 
 /// A digest as the P4 program packs it: two hops' entries of trace type

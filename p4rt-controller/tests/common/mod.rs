@@ -632,3 +632,21 @@ pub fn shell_python() -> String {
         .into()
     })
 }
+
+/// A device on the in-process switch at `addr`: device id 1, election id
+/// 1, short timeouts and backoff.
+pub fn spec(addr: std::net::SocketAddr, name: &str) -> clt_controller::device::DeviceSpec {
+    let mut session = clt_controller::SessionOptions::new(1, 1);
+    session.arbitration_timeout = Duration::from_secs(5);
+    clt_controller::device::DeviceSpec {
+        name: name.into(),
+        address: addr.to_string(),
+        tls: None,
+        session,
+        batch_size: 8,
+        digest: clt_controller::config::DigestConfig::default(),
+        connect_timeout: Duration::from_secs(2),
+        backoff: (Duration::from_millis(20), Duration::from_millis(200)),
+        resync: None,
+    }
+}
