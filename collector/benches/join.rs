@@ -159,16 +159,25 @@ fn store_bench(spans: &[OutSpan]) {
     let durable = store_run(spans, 200, Duration::ZERO);
     let after = store_run(spans, 200, Duration::from_secs(5));
     let t = Instant::now();
-    let bytes: usize = spans
+    let jsons: Vec<Vec<u8>> = spans
         .iter()
-        .map(|s| serde_json::to_vec(s).map_or(0, |v| v.len()))
-        .sum();
+        .map(|s| serde_json::to_vec(s).unwrap_or_default())
+        .collect();
     let json = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let packed: usize = jsons
+        .iter()
+        .map(|j| lz4_flex::compress_prepend_size(j).len())
+        .sum();
+    let lz4 = t.elapsed().as_secs_f64();
+    let bytes: usize = jsons.iter().map(Vec::len).sum();
     println!("store bench, {} enriched network spans", spans.len());
     println!(
-        "  JSON alone: {:.1} us/span, {:.0} bytes/span",
+        "  JSON: {:.1} us/span, {:.0} bytes; LZ4: {:.1} us/span, {:.0} bytes stored",
         json / n * 1e6,
-        bytes as f64 / n
+        bytes as f64 / n,
+        lz4 / n * 1e6,
+        packed as f64 / n
     );
     println!(
         "  batches of 10, every commit durable:   {:>8.1} us/span",

@@ -10,8 +10,29 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 use crate::Error;
 use crate::model::OutSpan;
 
-/// seq -> JSON of an [`OutSpan`].
-const SPANS: TableDefinition<u64, &[u8]> = TableDefinition::new("spans");
+/// seq -> JSON of an [`OutSpan`], LZ4-compressed (block format, size
+/// prepended). The network spans' JSON repeats its attribute names a lot:
+/// compressed, a span writes a fraction of the pages, and redb's cost grows
+/// with the bytes (the join bench's store lines). Files written before, with
+/// a table `spans` of plain JSON, read as empty.
+const SPANS: TableDefinition<u64, &[u8]> = TableDefinition::new("spans.json.lz4");
+
+/// Largest span JSON accepted when reading back (a corrupt size prefix must
+/// not allocate gigabytes).
+const MAX_SPAN_JSON: usize = 64 << 20;
+
+fn decode(v: &[u8]) -> Result<OutSpan, Error> {
+    let size = v
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| err("stored span shorter than its size prefix"))?;
+    if size as usize > MAX_SPAN_JSON {
+        return Err(err(format!("stored span of {size} bytes")));
+    }
+    let json = lz4_flex::decompress_size_prepended(v).map_err(err)?;
+    serde_json::from_slice(&json).map_err(err)
+}
 
 fn err(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
@@ -79,9 +100,12 @@ impl Store {
         {
             let mut t = tx.open_table(SPANS).map_err(err)?;
             let first = t.last().map_err(err)?.map_or(0, |(k, _)| k.value() + 1);
+            let mut json = Vec::new();
             for (seq, s) in (first..).zip(spans) {
-                let json = serde_json::to_vec(s).map_err(err)?;
-                t.insert(seq, json.as_slice()).map_err(err)?;
+                json.clear();
+                serde_json::to_writer(&mut json, s).map_err(err)?;
+                let packed = lz4_flex::compress_prepend_size(&json);
+                t.insert(seq, packed.as_slice()).map_err(err)?;
             }
             let len = t.len().map_err(err)? as usize;
             for _ in self.max_spans..len {
@@ -104,7 +128,7 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter().map_err(err)? {
             let (_, v) = row.map_err(err)?;
-            let s: OutSpan = serde_json::from_slice(v.value()).map_err(err)?;
+            let s = decode(v.value())?;
             if trace_id.is_none_or(|t| t == s.trace_id) {
                 out.push(s);
             }
@@ -164,4 +188,17 @@ fn print_span(
         print_span(c, all, depth + 1, w)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode;
+
+    #[test]
+    fn corrupt_rows_are_errors_not_allocations() {
+        assert!(decode(&[1, 0]).is_err());
+        assert!(decode(&[0xff, 0xff, 0xff, 0x7f, 0]).is_err());
+        let packed = lz4_flex::compress_prepend_size(b"{\"not\": \"a span\"}");
+        assert!(decode(&packed).is_err());
+    }
 }
