@@ -414,7 +414,6 @@ async fn without_the_servers_fill_traces_are_reported_as_captured() {
 
 #[test]
 fn an_agent_without_cap_net_admin_reports_as_captured_and_says_so() {
-    use std::io::BufRead;
     clt_testkit::skip_if!(
         skip::netns_unavailable()
             .or_else(skip::ioam6_unavailable)
@@ -436,26 +435,8 @@ fn an_agent_without_cap_net_admin_reports_as_captured_and_says_so() {
             .spawn()
             .unwrap(),
     );
-    let (log_tx, log_rx) = std::sync::mpsc::channel();
-    let stderr = agent.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = log_tx.send(line);
-        }
-    });
-    let (out_tx, out_rx) = std::sync::mpsc::channel();
-    let stdout = agent.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = out_tx.send(line);
-        }
-    });
+    let log_rx = lines(agent.stderr.take().unwrap());
+    let out_rx = lines(agent.stdout.take().unwrap());
     let mut logs = Vec::new();
     // Waits (at most 20 s) for a log line with `what`, colours stripped.
     let next_log = |logs: &mut Vec<String>, what: &str| {
@@ -534,4 +515,16 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
+}
+
+/// The lines `from` yields, read on a thread of their own.
+fn lines(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }

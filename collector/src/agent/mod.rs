@@ -68,7 +68,9 @@ pub fn handle_packet(
     stats: &AgentStats,
     sink: &Sink,
 ) {
-    handle_packet_joined(bytes, ts_ns, reporter, interface, stats, sink, None);
+    let mut out = Vec::new();
+    collect_packet(bytes, ts_ns, reporter, interface, stats, None, &mut out);
+    deliver_all(out, sink);
 }
 
 /// The agent's options beyond where to capture and where traces go.
@@ -170,23 +172,8 @@ fn publish(stats: &AgentStats, s: &sink::SinkStats) {
         .store(s.events_unmatched, Ordering::Relaxed);
 }
 
-/// [`handle_packet`], joining the node's own hop in when `own` is given.
-pub fn handle_packet_joined(
-    bytes: &[u8],
-    ts_ns: u64,
-    reporter: &str,
-    interface: &str,
-    stats: &AgentStats,
-    sink: &Sink,
-    own: Option<&OwnHop>,
-) {
-    let mut out = Vec::new();
-    collect_packet(bytes, ts_ns, reporter, interface, stats, own, &mut out);
-    deliver_all(out, sink);
-}
-
-/// [`handle_packet_joined`], adding the traces ready to go to `out`
-/// instead of delivering them.
+/// Parses and counts one captured packet, joining the node's own hop in
+/// when `own` is given, and adds the traces ready to go to `out`.
 fn collect_packet(
     bytes: &[u8],
     ts_ns: u64,
