@@ -149,6 +149,37 @@ fn check(p4test: &Path, include: &Path, dir: &Path, g: &Generated) -> Vec<String
     problems
 }
 
+/// Runs `check` on every program, one thread per core (at most 4), each
+/// thread taking the next program in order when it is done, and returns
+/// every problem found.
+fn check_in_parallel(
+    programs: &[Generated],
+    check: impl Fn(&Generated) -> Vec<String> + Sync,
+) -> Vec<String> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (next, check) = (&next, &check);
+                s.spawn(move || {
+                    let mut found = Vec::new();
+                    while let Some(g) =
+                        programs.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    {
+                        found.extend(check(g));
+                    }
+                    found
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a checking thread panicked"))
+            .collect()
+    })
+}
+
 #[test]
 fn p4test_accepts_every_tna_program_with_our_ids() {
     // The generation must work everywhere, p4test or not.
@@ -168,28 +199,10 @@ fn p4test_accepts_every_tna_program_with_our_ids() {
             return;
         }
     };
-    let dir = tempfile::tempdir().expect("temporary directory");
+    let tmp = tempfile::tempdir().expect("temporary directory");
 
-    // p4test takes about two seconds a program: one thread per core.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let chunk = generated.len().div_ceil(workers);
-    let problems: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = generated
-            .chunks(chunk)
-            .map(|part| {
-                let (p4test, include, dir) = (&p4test, &include, dir.path());
-                s.spawn(move || {
-                    part.iter()
-                        .flat_map(|g| check(p4test, include, dir, g))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a checking thread panicked"))
-            .collect()
-    });
+    // p4test takes about two seconds a program.
+    let problems = check_in_parallel(&generated, |g| check(&p4test, &include, tmp.path(), g));
     assert!(
         problems.is_empty(),
         "{} of {} TNA programs:\n{}",
@@ -424,29 +437,8 @@ fn bf_p4c_compiles_every_tofino_program_with_our_ids() {
     }
     // The slowest first, each thread taking the next program when done.
     tofinos.sort_by_key(|g| BF_P4C_SET.iter().position(|l| *l == g.label).unwrap_or(0));
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let problems: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let (bf_p4c, dir, next, tofinos) = (&bf_p4c, dir.path(), &next, &tofinos);
-                s.spawn(move || {
-                    let mut found = Vec::new();
-                    while let Some(g) =
-                        tofinos.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-                    {
-                        found.extend(check_bf_p4c(bf_p4c, dir, g));
-                    }
-                    found
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("a bf-p4c thread panicked"))
-            .collect()
-    });
+    let tmp = tempfile::tempdir().expect("temporary directory");
+    let problems = check_in_parallel(&tofinos, |g| check_bf_p4c(&bf_p4c, tmp.path(), g));
     assert!(
         problems.is_empty(),
         "{} problems in {} Tofino programs:\n{}",
