@@ -21,39 +21,18 @@ use clt_wire::{
     fill_node,
 };
 use cltc::artifact::linux::EncapPolicy;
-use common::{Netns, NetnsExt, plans, require_root, veth};
+use common::{Netns, NetnsExt, abc_policy, plans, require_root, veth};
 use std::net::UdpSocket;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const POLICY: &str = r#"
+/// The domain of the test; the fabric and policy are `common::abc_policy`'s.
+const DOMAIN: &str = r#"
 domain d {
     namespace 123 data 0xdeadbeef wide 0x0102030405060708
     trace hop_limit_node_id
     schema 777 "something"
     context w3c
     collector 127.0.0.1:7123
-}
-node a linux {
-    id 1
-    id wide 0x1111111111
-    interface eth0 { id 11 address db01::1/64 }
-}
-node b linux {
-    id 2
-    id wide 0x2222222222
-    interface eth0 { id 21 address db01::2/64 }
-    interface eth1 { id 22 address db02::1/64 }
-}
-node c linux {
-    id 3
-    interface eth0 { id 31 address db02::2/64 }
-}
-link a.eth0 -- b.eth0
-link b.eth1 -- c.eth0
-policy p {
-    domain d
-    from a to c
-    match dst db02::/64 proto udp
 }
 "#;
 
@@ -264,7 +243,10 @@ fn the_kernel_fills_as_clt_wire_predicts() {
     let (a, b, c) = (Netns::new("clta"), Netns::new("cltb"), Netns::new("cltc"));
     veth(&a, "eth0", &b, "eth0");
     veth(&b, "eth1", &c, "eth0");
-    let p = plans(POLICY, &["a", "b", "c"]);
+    let p = plans(
+        &abc_policy(DOMAIN, "dst db02::/64 proto udp"),
+        &["a", "b", "c"],
+    );
     for (ns, plan) in [(&a, &p[0]), (&b, &p[1]), (&c, &p[2])] {
         ns.apply(plan, clt_linux::Insertion::Socket).unwrap();
     }

@@ -7,10 +7,11 @@ mod common;
 
 use clt_linux::{Error, Insertion};
 use cltc::artifact::linux::{LinuxPlan, Neighbor, RouteConfig};
-use common::{Netns, NetnsExt, plans, require_root, veth};
+use common::{Netns, NetnsExt, abc_policy, plans, require_root, veth};
 use std::process::Command;
 
-const POLICY: &str = r#"
+/// The domain of the test; the fabric and policy are `common::abc_policy`'s.
+const DOMAIN: &str = r#"
 domain d {
     namespace 123 data 0xdeadbeef wide 0x0102030405060708
     trace hop_limit_node_id, interface_ids, opaque_state
@@ -18,33 +19,13 @@ domain d {
     context w3c
     collector 127.0.0.1:7123
 }
-node a linux {
-    id 1
-    interface eth0 { id 11 address db01::1/64 }
-}
-node b linux {
-    id 2
-    interface eth0 { id 21 address db01::2/64 }
-    interface eth1 { id 22 address db02::1/64 }
-}
-node c linux {
-    id 3
-    interface eth0 { id 31 address db02::2/64 }
-}
-link a.eth0 -- b.eth0
-link b.eth1 -- c.eth0
-policy p {
-    domain d
-    from a to c
-    match dst db02::/64
-}
 "#;
 
 /// Namespace `a` with its link to a peer namespace, and A's plan.
 fn node_a() -> (Netns, Netns, LinuxPlan) {
     let (a, peer) = (Netns::new("clta"), Netns::new("cltp"));
     veth(&a, "eth0", &peer, "eth0");
-    let plan = plans(POLICY, &["a"]).remove(0);
+    let plan = plans(&abc_policy(DOMAIN, "dst db02::/64"), &["a"]).remove(0);
     (a, peer, plan)
 }
 

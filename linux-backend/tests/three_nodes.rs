@@ -10,38 +10,19 @@ mod common;
 use clt_linux::{Insertion, netns, socket};
 use clt_testkit::{pcap::Capture, tshark};
 use clt_wire::{HbhHeader, HbhRepr, NodeRepr, PacketRepr};
-use common::{Netns, NetnsExt, plans, require_root, veth};
+use common::{Netns, NetnsExt, abc_policy, plans, require_root, veth};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const POLICY: &str = r#"
+/// The domain of the test; the fabric and policy are `common::abc_policy`'s.
+const DOMAIN: &str = r#"
 domain d {
     namespace 123
     trace hop_limit_node_id, interface_ids, queue_depth
     context w3c
     collector 127.0.0.1:7123
-}
-node a linux {
-    id 1
-    interface eth0 { id 11 address db01::1/64 }
-}
-node b linux {
-    id 2
-    interface eth0 { id 21 address db01::2/64 }
-    interface eth1 { id 22 address db02::1/64 }
-}
-node c linux {
-    id 3
-    interface eth0 { id 31 address db02::2/64 }
-}
-link a.eth0 -- b.eth0
-link b.eth1 -- c.eth0
-policy p {
-    domain d
-    from a to c
-    match dst db02::/64
 }
 "#;
 
@@ -89,7 +70,7 @@ fn udp_and_tcp_requests_carry_ioam_and_ids_through_a_linux_router() {
     let (a, b, c) = (Netns::new("clta"), Netns::new("cltb"), Netns::new("cltc"));
     veth(&a, "eth0", &b, "eth0");
     veth(&b, "eth1", &c, "eth0");
-    let p = plans(POLICY, &["a", "b", "c"]);
+    let p = plans(&abc_policy(DOMAIN, "dst db02::/64"), &["a", "b", "c"]);
 
     // Configure every node through clt-linux only.
     let ra = a.apply(&p[0], Insertion::Auto).expect("apply a");

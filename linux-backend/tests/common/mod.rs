@@ -105,6 +105,37 @@ impl NetnsExt for Netns {
     }
 }
 
+/// The fabric every kernel test compiles: A (`db01::1`) -- B (router) -- C
+/// (`db02::2`), node ids 1, 2, 3 (wide: 0x1111111111, 0x2222222222, unset),
+/// interface ids 11; 21, 22; 31.
+const ABC: &str = r#"
+node a linux {
+    id 1
+    id wide 0x1111111111
+    interface eth0 { id 11 address db01::1/64 }
+}
+node b linux {
+    id 2
+    id wide 0x2222222222
+    interface eth0 { id 21 address db01::2/64 }
+    interface eth1 { id 22 address db02::1/64 }
+}
+node c linux {
+    id 3
+    interface eth0 { id 31 address db02::2/64 }
+}
+link a.eth0 -- b.eth0
+link b.eth1 -- c.eth0
+"#;
+
+/// `.clt` text: `domain` (a `domain d { … }` block), the A -- B -- C fabric
+/// and policy `p` in `d` from a to c with `match {matches}`.
+pub fn abc_policy(domain: &str, matches: &str) -> String {
+    format!(
+        "{domain}\n{ABC}\npolicy p {{\n    domain d\n    from a to c\n    match {matches}\n}}\n"
+    )
+}
+
 /// Compiles `.clt` text and returns the plan of each named node.
 pub fn plans(src: &str, nodes: &[&str]) -> Vec<LinuxPlan> {
     let compiled = match cltc::compile_source("test.clt", src) {
