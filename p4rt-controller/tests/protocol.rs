@@ -6,7 +6,6 @@
 mod common;
 
 use std::net::Ipv6Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clt_controller::config::DigestConfig;
@@ -36,6 +35,24 @@ fn pipeline(tag: &[u8]) -> Pipeline {
         cookie: cookie(tag, &p4info, &device_config),
         p4info,
         device_config,
+    }
+}
+
+/// A switch with pipeline `v1`, its index, and the primary session that
+/// pushed it.
+async fn primary() -> (FakeSwitch, P4InfoIndex, Session) {
+    let (sw, addr) = FakeSwitch::start().await;
+    let mut s = session(addr, 1).await;
+    s.ensure_pipeline(&pipeline(b"v1")).await.unwrap();
+    (sw, P4InfoIndex::new(p4info()), s)
+}
+
+/// A pipeline tagged `tag` with `entries` and no digest.
+fn inputs(tag: &[u8], entries: Vec<p4::TableEntry>) -> DeviceInputs {
+    DeviceInputs {
+        pipeline: pipeline(tag),
+        entries,
+        digests: vec![],
     }
 }
 
@@ -109,10 +126,7 @@ async fn arbitration_lost_and_regained() {
 
 #[tokio::test]
 async fn mixed_batch_reports_each_failed_update_by_name() {
-    let (sw, addr) = FakeSwitch::start().await;
-    let info = P4InfoIndex::new(p4info());
-    let mut s = session(addr, 1).await;
-    s.ensure_pipeline(&pipeline(b"v1")).await.unwrap();
+    let (sw, info, mut s) = primary().await;
 
     let r = routes(4);
     s.write(vec![insert(r[0].clone())]).await.unwrap();
@@ -172,10 +186,7 @@ async fn mixed_batch_reports_each_failed_update_by_name() {
 
 #[tokio::test]
 async fn reconcile_after_partial_write_writes_only_what_is_missing() {
-    let (sw, addr) = FakeSwitch::start().await;
-    let info = P4InfoIndex::new(p4info());
-    let mut s = session(addr, 1).await;
-    s.ensure_pipeline(&pipeline(b"v1")).await.unwrap();
+    let (sw, info, mut s) = primary().await;
     let desired = routes(50);
 
     // First attempt: the switch rejects every entry whose third group is odd.
@@ -324,20 +335,11 @@ async fn digest_lists_are_acked_decoded_and_forwarded() {
     let (collector, caddr) = start_collector().await;
     let metrics = Metrics::default();
     let (forwarder, _task) = Forwarder::spawn(&caddr.to_string(), 64, metrics.clone()).unwrap();
-    let p = pipeline(b"digest");
-    let inputs = DeviceInputs {
-        pipeline: p,
-        entries: routes(3),
-        digests: vec![],
-    };
-    let device =
-        Arc::new(Device::new(spec(addr, "r1"), inputs, Some(forwarder), metrics.clone()).unwrap());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn({
-        let d = device.clone();
-        async move { d.run(stop_rx).await }
-    });
-    let mut status = device.watch_status();
+    let inputs = inputs(b"digest", routes(3));
+    let running = Running::spawn(
+        Device::new(spec(addr, "r1"), inputs, Some(forwarder), metrics.clone()).unwrap(),
+    );
+    let mut status = running.device.watch_status();
     status.wait_for(|s| s.installs == 1).await.unwrap();
     // The digest was configured with the configured limits.
     let cfg = sw
@@ -394,25 +396,16 @@ async fn digest_lists_are_acked_decoded_and_forwarded() {
             .get(),
         1
     );
-    stop.send_replace(true);
-    run.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn a_restarted_switch_gets_pipeline_and_entries_again() {
     let (sw, addr) = FakeSwitch::start().await;
-    let inputs = DeviceInputs {
-        pipeline: pipeline(b"restart"),
-        entries: routes(20),
-        digests: vec![],
-    };
-    let device = Arc::new(Device::new(spec(addr, "r1"), inputs, None, Metrics::default()).unwrap());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn({
-        let d = device.clone();
-        async move { d.run(stop_rx).await }
-    });
-    let mut status = device.watch_status();
+    let inputs = inputs(b"restart", routes(20));
+    let running =
+        Running::spawn(Device::new(spec(addr, "r1"), inputs, None, Metrics::default()).unwrap());
+    let mut status = running.device.watch_status();
     status.wait_for(|s| s.installs == 1).await.unwrap();
     assert_eq!(sw.state().tables.len(), 20);
     assert_eq!(sw.state().set_pipeline_calls, 1);
@@ -436,8 +429,7 @@ async fn a_restarted_switch_gets_pipeline_and_entries_again() {
     );
     assert_eq!(s.last_report.as_ref().map(|r| r.inserted), Some(20));
     assert_eq!(sw.state().tables.len(), 20);
-    stop.send_replace(true);
-    run.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -447,19 +439,10 @@ async fn an_unreachable_device_is_retried_with_backoff() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()
     };
-    let inputs = DeviceInputs {
-        pipeline: pipeline(b"x"),
-        entries: vec![],
-        digests: vec![],
-    };
-    let device =
-        Arc::new(Device::new(spec(addr, "down"), inputs, None, Metrics::default()).unwrap());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn({
-        let d = device.clone();
-        async move { d.run(stop_rx).await }
-    });
-    let mut status = device.watch_status();
+    let inputs = inputs(b"x", vec![]);
+    let running =
+        Running::spawn(Device::new(spec(addr, "down"), inputs, None, Metrics::default()).unwrap());
+    let mut status = running.device.watch_status();
     let s = status
         .wait_for(|s| s.last_error.is_some())
         .await
@@ -470,19 +453,13 @@ async fn an_unreachable_device_is_retried_with_backoff() {
         "connect error reported"
     );
     assert_eq!(s.sessions, 0);
-    stop.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(2), run)
-        .await
-        .expect("stops promptly")
-        .unwrap();
+    // Promptly, though it is waiting out a backoff.
+    running.stop_within(Duration::from_secs(2)).await;
 }
 
 #[tokio::test]
 async fn verify_reads_back_without_writing() {
-    let (sw, addr) = FakeSwitch::start().await;
-    let info = P4InfoIndex::new(p4info());
-    let mut s = session(addr, 1).await;
-    s.ensure_pipeline(&pipeline(b"v1")).await.unwrap();
+    let (sw, info, mut s) = primary().await;
     let desired = routes(10);
     assert_eq!(s.verify(&info, &desired).await.unwrap().insert.len(), 10);
     s.reconcile(&info, &desired, 4)
@@ -503,20 +480,11 @@ async fn verify_reads_back_without_writing() {
 #[tokio::test]
 async fn the_daemon_repairs_entries_changed_behind_its_back() {
     let (sw, addr) = FakeSwitch::start().await;
-    let inputs = DeviceInputs {
-        pipeline: pipeline(b"resync"),
-        entries: routes(6),
-        digests: vec![],
-    };
+    let inputs = inputs(b"resync", routes(6));
     let mut spec = spec(addr, "r1");
     spec.resync = Some(Duration::from_millis(50));
-    let device = Arc::new(Device::new(spec, inputs, None, Metrics::default()).unwrap());
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn({
-        let d = device.clone();
-        async move { d.run(stop_rx).await }
-    });
-    let mut status = device.watch_status();
+    let running = Running::spawn(Device::new(spec, inputs, None, Metrics::default()).unwrap());
+    let mut status = running.device.watch_status();
     status.wait_for(|s| s.installs >= 1).await.unwrap();
     // An operator deletes one route and adds a stray one by hand.
     let key = sw.state().tables.keys().next().cloned().unwrap();
@@ -548,6 +516,5 @@ async fn the_daemon_repairs_entries_changed_behind_its_back() {
     assert_eq!(tables.len(), 6);
     assert!(tables.contains_key(&key));
     assert!(!tables.contains_key(&clt_controller::reconcile::EntryKey::of(&stray)));
-    stop.send_replace(true);
-    run.await.unwrap();
+    running.stop().await;
 }

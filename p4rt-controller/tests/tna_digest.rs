@@ -17,7 +17,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use clt_controller::P4InfoIndex;
 use clt_controller::device::Device;
@@ -284,15 +283,11 @@ async fn through_the_controller(c: &Compiled, domain: u8, reports: &[Report]) ->
         digests: c.entries.digests.clone(),
     };
     let label = format!("{:?}", c.target);
-    let device = Arc::new(
+    let running = Running::spawn(
         Device::new(spec(addr, &label), inputs, Some(forwarder), metrics.clone()).unwrap(),
     );
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn({
-        let d = device.clone();
-        async move { d.run(stop_rx).await }
-    });
-    device
+    running
+        .device
         .watch_status()
         .wait_for(|s| s.installs == 1)
         .await
@@ -324,8 +319,7 @@ async fn through_the_controller(c: &Compiled, domain: u8, reports: &[Report]) ->
         0,
         "{label}: no digest skipped"
     );
-    stop.send_replace(true);
-    run.await.unwrap();
+    running.stop().await;
     collector.0.lock().unwrap().clone()
 }
 

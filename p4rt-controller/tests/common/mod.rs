@@ -650,3 +650,36 @@ pub fn spec(addr: std::net::SocketAddr, name: &str) -> clt_controller::device::D
         resync: None,
     }
 }
+
+/// A device running its control loop (`Device::run`) on a task, as the
+/// daemon runs it.
+pub struct Running {
+    pub device: Arc<clt_controller::device::Device>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn spawn(device: clt_controller::device::Device) -> Running {
+        let device = Arc::new(device);
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn({
+            let d = device.clone();
+            async move { d.run(stop_rx).await }
+        });
+        Running { device, stop, task }
+    }
+
+    /// Asks the loop to stop and waits for it, `within` at most.
+    pub async fn stop_within(self, within: Duration) {
+        self.stop.send_replace(true);
+        tokio::time::timeout(within, self.task)
+            .await
+            .expect("the device stops in time")
+            .unwrap();
+    }
+
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(10)).await;
+    }
+}
