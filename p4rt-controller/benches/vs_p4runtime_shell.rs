@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use clt_controller::config::DEFAULT_BATCH_SIZE;
 use clt_controller::connect::connect;
-use clt_controller::inputs::{Pipeline, cookie, to_text};
+use clt_controller::inputs::{Pipeline, cookie};
 use clt_controller::{P4InfoIndex, Session, SessionOptions};
 use common::{FakeSwitch, p4info, routes};
 
@@ -24,10 +24,7 @@ const SHELL_ROUTES: usize = 2_000;
 
 fn main() {
     let python = common::shell_python();
-    let has_shell = std::process::Command::new(&python)
-        .args(["-c", "import p4runtime_sh.shell"])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let shell_missing = common::shell_missing(&python);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (sw, addr) = rt.block_on(FakeSwitch::start());
@@ -69,37 +66,13 @@ fn main() {
         ours_rate
     );
 
-    if !has_shell {
-        println!(
-            "p4runtime-shell: skipped: `{python} -c 'import p4runtime_sh.shell'` fails (pip install p4runtime-shell, or set P4RUNTIME_SHELL_PYTHON)"
-        );
+    if let Some(why) = shell_missing {
+        println!("p4runtime-shell: skipped: {why}");
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let p4info_path = dir.path().join("p4info.txtpb");
-    let config_path = dir.path().join("program.json");
-    std::fs::write(
-        &p4info_path,
-        to_text("p4.config.v1.P4Info", &p4info()).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(&config_path, b"{}").unwrap();
     // The server runs on the runtime's threads while the script runs.
     sw.state().tables.clear();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/p4runtime_shell_routes.py"
-    );
-    let out = std::process::Command::new(&python)
-        .args([
-            script,
-            &addr.to_string(),
-            p4info_path.to_str().unwrap(),
-            config_path.to_str().unwrap(),
-            &SHELL_ROUTES.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let out = rt.block_on(common::shell_insert_routes(&python, addr, SHELL_ROUTES));
     if !out.status.success() {
         println!(
             "p4runtime-shell: failed: {}",

@@ -11,48 +11,18 @@ mod common;
 use std::time::Duration;
 
 use clt_controller::connect::connect;
-use clt_controller::inputs::to_text;
 use clt_controller::{P4InfoIndex, Session, SessionOptions};
 use common::*;
 
 #[tokio::test]
 async fn routes_inserted_by_p4runtime_shell_are_the_controllers_routes() {
     let python = common::shell_python();
-    let importable = std::process::Command::new(&python)
-        .args(["-c", "import p4runtime_sh.shell"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
-        println!(
-            "skipped: `{python}` cannot import p4runtime_sh (pip install p4runtime-shell, or set P4RUNTIME_SHELL_PYTHON)"
-        );
+    if let Some(why) = shell_missing(&python) {
+        println!("skipped: {why}");
         return;
     }
     let (sw, addr) = FakeSwitch::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let p4info_path = dir.path().join("p4info.txtpb");
-    let config_path = dir.path().join("program.json");
-    std::fs::write(
-        &p4info_path,
-        to_text("p4.config.v1.P4Info", &p4info()).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(&config_path, b"{}").unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/benches/p4runtime_shell_routes.py"
-    );
-    let out = tokio::process::Command::new(&python)
-        .args([
-            script,
-            &addr.to_string(),
-            p4info_path.to_str().unwrap(),
-            config_path.to_str().unwrap(),
-            "20",
-        ])
-        .output()
-        .await
-        .unwrap();
+    let out = shell_insert_routes(&python, addr, 20).await;
     assert!(
         out.status.success(),
         "p4runtime-shell failed: {}",

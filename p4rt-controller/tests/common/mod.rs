@@ -633,6 +633,50 @@ pub fn shell_python() -> String {
     })
 }
 
+/// Why p4runtime-shell cannot run here, if `python` cannot import it.
+pub fn shell_missing(python: &str) -> Option<String> {
+    let importable = std::process::Command::new(python)
+        .args(["-c", "import p4runtime_sh.shell"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!importable).then(|| {
+        format!(
+            "`{python} -c 'import p4runtime_sh.shell'` fails (pip install p4runtime-shell, or set P4RUNTIME_SHELL_PYTHON)"
+        )
+    })
+}
+
+/// p4runtime-shell (`benches/p4runtime_shell_routes.py`) pushes a pipeline
+/// of [`p4info`], as text, and an empty device config to the switch at
+/// `addr`, then inserts [`routes`]`(n)`, one Write each. The script's
+/// output: its last line is the seconds the inserts took.
+pub async fn shell_insert_routes(python: &str, addr: SocketAddr, n: usize) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let p4info_path = dir.path().join("p4info.txtpb");
+    let config_path = dir.path().join("program.json");
+    std::fs::write(
+        &p4info_path,
+        clt_controller::inputs::to_text("p4.config.v1.P4Info", &p4info()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(&config_path, b"{}").unwrap();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/benches/p4runtime_shell_routes.py"
+    );
+    tokio::process::Command::new(python)
+        .args([
+            script,
+            &addr.to_string(),
+            p4info_path.to_str().unwrap(),
+            config_path.to_str().unwrap(),
+            &n.to_string(),
+        ])
+        .output()
+        .await
+        .unwrap()
+}
+
 /// A device on the in-process switch at `addr`: device id 1, election id
 /// 1, short timeouts and backoff.
 pub fn spec(addr: std::net::SocketAddr, name: &str) -> clt_controller::device::DeviceSpec {
