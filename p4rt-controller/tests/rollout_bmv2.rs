@@ -32,7 +32,7 @@ use std::net::{SocketAddrV6, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
@@ -50,7 +50,7 @@ use netns_util::{NodeNs, assert_encap_last, receiver, rt, sender};
 /// reasons that have nothing to do with IOAM.
 const SEND_EVERY: Duration = Duration::from_millis(2);
 
-/// One test at a time: each runs five switches on a small machine.
+/// One network at a time: each runs five switches on a small machine.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn missing() -> Option<String> {
@@ -154,6 +154,8 @@ struct Net {
     running: HashMap<String, KillOnDrop>,
     /// Root-namespace veths (deleting one end deletes the pair).
     links: Vec<String>,
+    /// [`SERIAL`], held until all of the above is gone.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Drop for Net {
@@ -170,9 +172,14 @@ impl Drop for Net {
 
 impl Net {
     /// Namespaces and links for `fabric` (its Linux hosts and bmv2
-    /// switches), with P4Runtime ports from `ports`. The switches are not
-    /// started yet.
-    fn new(fabric: &cltc::ir::Fabric, ports: &BTreeMap<String, u16>) -> Net {
+    /// switches), with P4Runtime ports from `ports`, holding `serial` (the
+    /// ports were free while it was held). The switches are not started
+    /// yet.
+    fn new(
+        fabric: &cltc::ir::Fabric,
+        ports: &BTreeMap<String, u16>,
+        serial: MutexGuard<'static, ()>,
+    ) -> Net {
         let linux = fabric.nodes.iter().filter(|n| n.kind == NodeKind::Linux);
         let hosts = NodeNs::new("cb", linux.clone().map(|n| n.name.as_str()));
         for n in linux {
@@ -185,6 +192,7 @@ impl Net {
             switches: BTreeMap::new(),
             running: HashMap::new(),
             links: Vec::new(),
+            _serial: serial,
         };
         for n in fabric.nodes.iter().filter(|n| n.kind != NodeKind::Linux) {
             let p = n.p4runtime.as_ref().expect("a P4 node's p4runtime");
@@ -396,9 +404,20 @@ fn linux_encap(c: &Compiled, node: &str, policy: &str) -> cltc::artifact::linux:
     }
 }
 
-/// Builds the network for the leaf-spine variant and starts its switches;
-/// returns it with the source (without `extra` policies) and p4c's cache.
-fn setup() -> (Net, BTreeMap<String, u16>, String) {
+/// What every test starts from: the network of the leaf-spine variant with
+/// its switches running, and version 1 (the variant with [`WEB_STORE`]),
+/// compiled.
+struct Setup {
+    net: Net,
+    v1_src: String,
+    /// p4c's output per program text, for the later versions.
+    cache: HashMap<String, Vec<u8>>,
+    d1: tempfile::TempDir,
+    v1: Compiled,
+}
+
+fn setup() -> Setup {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The topology first (any port), then the source with free ports.
     let base = leaf_spine(
         &["spine1", "spine2", "leaf1", "leaf2", "leaf3"]
@@ -416,23 +435,34 @@ fn setup() -> (Net, BTreeMap<String, u16>, String) {
         .map(|n| (n.name.clone(), free_port()))
         .collect();
     let src = leaf_spine(&ports);
-    let mut net = Net::new(&fabric, &ports);
+    let mut net = Net::new(&fabric, &ports, serial);
     let names: Vec<String> = net.switches.keys().cloned().collect();
     for n in names {
         net.start(&n);
     }
-    (net, ports, src)
+    let mut cache = HashMap::new();
+    let v1_src = format!("{src}{WEB_STORE}");
+    let (d1, v1) = compile(&v1_src, &mut cache);
+    Setup {
+        net,
+        v1_src,
+        cache,
+        d1,
+        v1,
+    }
 }
 
 #[test]
 fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     clt_testkit::skip_if!(missing());
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (net, _ports, src) = setup();
+    let Setup {
+        net,
+        v1_src,
+        mut cache,
+        d1,
+        v1,
+    } = setup();
     let rt = rt();
-    let mut cache = HashMap::new();
-    let v1_src = format!("{src}{WEB_STORE}");
-    let (d1, v1) = compile(&v1_src, &mut cache);
 
     // 1. From scratch: pipelines and entries on five switches, plans on six
     //    hosts, in rollout.json order, each step read back.
@@ -628,12 +658,14 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
 #[test]
 fn a_failure_rolls_back_hosts_and_switches() {
     clt_testkit::skip_if!(missing());
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (mut net, _ports, src) = setup();
+    let Setup {
+        mut net,
+        v1_src,
+        mut cache,
+        d1,
+        v1,
+    } = setup();
     let rt = rt();
-    let mut cache = HashMap::new();
-    let v1_src = format!("{src}{WEB_STORE}");
-    let (d1, v1) = compile(&v1_src, &mut cache);
 
     // 1. From scratch, failing on the host db after every switch and two
     //    hosts were configured: db has no eth0.
@@ -724,12 +756,14 @@ fn replace_dir(from: &Path, to: &Path) {
 #[test]
 fn the_daemon_rolls_out_each_version_to_the_switches() {
     clt_testkit::skip_if!(missing());
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (net, _ports, src) = setup();
+    let Setup {
+        net,
+        v1_src,
+        mut cache,
+        d1,
+        v1: _,
+    } = setup();
     let rt = rt();
-    let mut cache = HashMap::new();
-    let v1_src = format!("{src}{WEB_STORE}");
-    let (d1, _v1) = compile(&v1_src, &mut cache);
     let (d2, _v2) = compile(&format!("{v1_src}{CACHE_WEB}"), &mut cache);
     let work = tempfile::tempdir().unwrap();
     let fabric = work.path().join("fabric");
