@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use clt_controller::config::Config;
@@ -42,19 +41,6 @@ fn write_inputs(dir: &std::path::Path, n: usize) {
     )
     .unwrap();
     std::fs::write(dir.join("program.json"), b"{}").unwrap();
-}
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@ mod common;
 mod netns_util;
 
 use std::collections::HashMap;
-use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use clt_controller::daemon::{Daemon, RolloutStatus};
 use clt_controller::inputs::DeviceInputs;
 use clt_controller::rollout::{self, Compiled};
 use clt_testkit::ip;
-use common::FakeSwitch;
+use common::{FakeSwitch, http_get};
 use netns_util::{NodeNs, kernel_snapshot};
 
 /// The hosts' namespaces (each with an `eth0` whose far end is up),
@@ -79,19 +78,6 @@ fn compile_into(dir: &Path, p4runtime: &str, extra: &str, more_fields: bool) -> 
 }
 
 const HEALTH: &str = "\npolicy health {\n    domain dc1\n    from server to entry\n    match dst db01::/64 proto udp dport 9000\n}\n";
-
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
 
 /// Waits (up to 30 s) until the daemon's rollout status satisfies `ok`.
 async fn wait_status(
@@ -173,9 +159,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
         s.last_report
     );
     assert_eq!(sw.state().tables.len(), compiled_router(&v1));
-    for n in ["entry", "server"] {
-        assert_eq!(hosts.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
-    }
+    hosts.nodes.assert_matches(&v1);
     let metrics = daemon.metrics_addr.unwrap();
     common::eventually("the router managed between rollouts", || {
         http_get(metrics, "/metrics")
@@ -213,9 +197,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     // the router's apply step, not removed before.
     assert!(!s.last_report.contains("remove "), "{}", s.last_report);
     assert_eq!(sw.state().tables.len(), compiled_router(&v2));
-    for n in ["entry", "server"] {
-        assert_eq!(hosts.nodes.diff(&v2, n), Vec::<String>::new(), "{n}");
-    }
+    hosts.nodes.assert_matches(&v2);
 
     // 3. A version whose rollout fails (the server's eth0 is gone): every
     //    node is rolled back to v2, read back; the failure is reported and
@@ -260,9 +242,7 @@ async fn the_daemon_keeps_the_fabric_rolled_out() {
     let s = wait_status(&mut status, "the retried rollout", |s| s.succeeded == 3).await;
     assert!(!s.failing, "{}", s.last_report);
     let v3 = Compiled::load(&fabric).unwrap();
-    for n in ["entry", "server"] {
-        assert_eq!(hosts.nodes.diff(&v3, n), Vec::<String>::new(), "{n}");
-    }
+    hosts.nodes.assert_matches(&v3);
     let running = s.running.clone();
     daemon.shutdown().await;
 

@@ -38,7 +38,17 @@ impl Fabric {
             nodes,
         }
     }
+
+    /// `ip -n <node's namespace> <args>`, `args` split at spaces.
+    fn ip(&self, node: &str, args: &str) {
+        let mut all = vec!["-n", self.ns[node].as_str()];
+        all.extend(args.split_whitespace());
+        ip(&all);
+    }
 }
+
+/// A UDP policy api -> web, the other way than the example's.
+const API_WEB: &str = "\npolicy api_web {\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}\n";
 
 #[test]
 fn rollout_orders_verifies_and_changes_only_what_differs() {
@@ -61,9 +71,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         "5 forwarding, 1 decap, 3 transit, 1 encap:\n{out}"
     );
     assert_encap_last(&log);
-    for n in NODES {
-        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
-    }
+    fabric.nodes.assert_matches(&v1);
     assert_eq!(
         out.touched(),
         NODES.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>()
@@ -95,16 +103,12 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         assert_eq!(before[n], after[n], "{n} was touched");
     }
     let state_v2 = after;
-    for n in NODES {
-        assert_eq!(fabric.nodes.diff(&v2, n), Vec::<String>::new(), "{n}");
-    }
+    fabric.nodes.assert_matches(&v2);
 
     // 3. A new policy in the other direction, rolled out under traffic:
     //    web -> api with IOAM all along, api -> web plain until the encap
     //    step of api_web is verified, then with IOAM.
-    let v3_src = format!(
-        "{v2_src}\npolicy api_web {{\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}}\n"
-    );
+    let v3_src = format!("{v2_src}{API_WEB}");
     let (_d3, v3) = compile(&v3_src);
     let stop = Arc::new(AtomicBool::new(false));
     let (rx1, rx2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -210,9 +214,7 @@ fn rollout_orders_verifies_and_changes_only_what_differs() {
         assert!(sent > 100, "{what}: only {sent} sent");
         assert!(missing.is_empty(), "{what}: lost {missing:?}");
     }
-    for n in NODES {
-        assert_eq!(fabric.nodes.diff(&v3, n), Vec::<String>::new(), "{n}");
-    }
+    fabric.nodes.assert_matches(&v3);
 
     // 4. The policy removed again: encap withdrawn first, decap last, and
     //    every node reads back exactly as it did under v2.
@@ -245,16 +247,7 @@ fn a_failed_step_rolls_every_node_back() {
     let (_d1, v1) = compile(&example_src());
     // leaf2 (the fourth node of the forwarding stage) has no `down`
     // interface: its plan fails midway, after web, leaf1 and spine changed.
-    ip(&[
-        "-n",
-        &fabric.ns["leaf2"],
-        "link",
-        "set",
-        "dev",
-        "down",
-        "name",
-        "wrong",
-    ]);
+    fabric.ip("leaf2", "link set dev down name wrong");
     let before = fabric.nodes.snapshot();
     let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     let failure = out.failure.as_ref().expect("the rollout should fail");
@@ -271,21 +264,10 @@ fn a_failed_step_rolls_every_node_back() {
         assert_eq!(before[n], after[n], "{n} was not rolled back");
     }
     // With the interface back, the same rollout goes through.
-    ip(&[
-        "-n",
-        &fabric.ns["leaf2"],
-        "link",
-        "set",
-        "dev",
-        "wrong",
-        "name",
-        "down",
-    ]);
+    fabric.ip("leaf2", "link set dev wrong name down");
     let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     assert!(out.failure.is_none(), "{out}");
-    for n in NODES {
-        assert_eq!(fabric.nodes.diff(&v1, n), Vec::<String>::new(), "{n}");
-    }
+    fabric.nodes.assert_matches(&v1);
 }
 
 #[test]
@@ -297,23 +279,20 @@ fn a_failed_incremental_step_restores_the_previous_fabric() {
     let (_d1, v1) = compile(&src);
     let out = rt.block_on(rollout::run(None, &v1, &fabric.nodes.options(), |_| {}));
     assert!(out.failure.is_none(), "{out}");
-    let v2_src = format!(
-        "{src}\npolicy api_web {{\n    domain prod\n    from api to web\n    match dst 2001:db8:1:1::/64 proto udp dport 9001\n}}\n"
-    );
+    let v2_src = format!("{src}{API_WEB}");
     let (_d2, v2) = compile(&v2_src);
     let before = fabric.nodes.snapshot();
     // Fail a transit step midway through: once leaf1's transit step is
     // verified, the spine's new ingress interface disappears under its name
     // (a veth is renamed only while down).
-    let spine = fabric.ns["spine"].clone();
     let out = rt.block_on(rollout::run(Some(&v1), &v2, &fabric.nodes.options(), |d| {
         if d.step.node == "leaf1" && d.step.role == "transit" {
-            ip(&["-n", &spine, "link", "set", "p2", "down"]);
-            ip(&["-n", &spine, "link", "set", "p2", "name", "p2x"]);
+            fabric.ip("spine", "link set p2 down");
+            fabric.ip("spine", "link set p2 name p2x");
         }
     }));
-    ip(&["-n", &spine, "link", "set", "p2x", "name", "p2"]);
-    ip(&["-n", &spine, "link", "set", "p2", "up"]);
+    fabric.ip("spine", "link set p2x name p2");
+    fabric.ip("spine", "link set p2 up");
     let failure = out.failure.as_ref().expect("the rollout should fail");
     assert_eq!(
         (failure.step.node.as_str(), failure.step.role.as_str()),

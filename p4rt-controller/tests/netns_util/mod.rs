@@ -126,6 +126,15 @@ impl NodeNs {
         })
         .unwrap()
     }
+
+    /// Asserts that every node matches its Linux plan in `c`.
+    pub fn assert_matches(&self, c: &Compiled) {
+        let mut nodes: Vec<&String> = self.0.keys().collect();
+        nodes.sort();
+        for n in nodes {
+            assert_eq!(self.diff(c, n), Vec::<String>::new(), "{n}");
+        }
+    }
 }
 
 impl std::ops::Index<&str> for NodeNs {
