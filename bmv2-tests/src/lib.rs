@@ -387,7 +387,8 @@ pub fn ids(p4info: &str, what: &str) -> Result<Ids> {
                 (kind.to_string(), name.clone()),
                 u32::try_from(id).unwrap_or(u32::MAX),
             );
-            for f in m.messages("match_fields") {
+            // A match field or param: (object, its name) -> (id, bitwidth).
+            let field = |f: &TextMessage| {
                 let key = (
                     name.clone(),
                     f.string("name").unwrap_or_default().to_string(),
@@ -395,19 +396,16 @@ pub fn ids(p4info: &str, what: &str) -> Result<Ids> {
                 let value = (
                     f.number("id").unwrap_or(0),
                     f.number("bitwidth").unwrap_or(0),
-                    f.scalar("match_type").unwrap_or_default().to_string(),
                 );
-                ids.match_fields.insert(key, value);
+                (key, value)
+            };
+            for f in m.messages("match_fields") {
+                let (key, (id, width)) = field(f);
+                let match_type = f.scalar("match_type").unwrap_or_default().to_string();
+                ids.match_fields.insert(key, (id, width, match_type));
             }
             for f in m.messages("params") {
-                let key = (
-                    name.clone(),
-                    f.string("name").unwrap_or_default().to_string(),
-                );
-                let value = (
-                    f.number("id").unwrap_or(0),
-                    f.number("bitwidth").unwrap_or(0),
-                );
+                let (key, value) = field(f);
                 ids.params.insert(key, value);
             }
         }
