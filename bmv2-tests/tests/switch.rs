@@ -353,14 +353,19 @@ fn clt_hbh(fabric: &cltc::ir::Fabric, trace_id: u128, span_id: u64) -> Vec<u8> {
         .expect("build the hop-by-hop header")
 }
 
+/// `examples/login.clt`: entry -> router (bmv2) -> server, one policy from
+/// entry to server.
+fn login_clt() -> String {
+    std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt")).expect("login.clt")
+}
+
 const TRACE_ID: u128 = 0x0123_4567_89ab_cdef_0011_2233_4455_6677;
 const SPAN_ID: u64 = 0x1122_3344_5566_7788;
 
 #[test]
 fn a_transit_switch_forwards_and_fills_its_entry() {
     clt_testkit::skip_if!(missing());
-    let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
-        .expect("login.clt");
+    let src = login_clt();
     let topo = Topology::new("login.clt", &src);
     topo.install();
 
@@ -452,45 +457,17 @@ impl Receiver {
 }
 
 /// `login.clt` with the policy ending at the router: the switch decapsulates.
-const DECAP_CLT: &str = r#"
-domain dc1 {
-    namespace 123
-    trace hop_limit_node_id, interface_ids, queue_depth
-    context w3c
-    collector 127.0.0.1:7123
+fn decap_clt() -> String {
+    let login = login_clt();
+    let decap = login.replacen("from entry to server", "from entry to router", 1);
+    assert_ne!(decap, login, "login.clt's policy goes from entry to server");
+    decap
 }
-
-node entry linux {
-    id 1
-    interface eth0 { id 11 address db01::1/64 mac 02:00:00:00:01:01 }
-}
-
-node router bmv2 {
-    id 2
-    p4runtime 127.0.0.1:9559 device 1
-    port 1 { id 21 mac 02:00:00:00:02:01 }
-    port 2 { id 22 mac 02:00:00:00:02:02 }
-}
-
-node server linux {
-    id 3
-    interface eth0 { id 31 address db02::2/64 mac 02:00:00:00:03:01 }
-}
-
-link entry.eth0 -- router.1
-link router.2 -- server.eth0
-
-policy login {
-    domain dc1
-    from entry to router
-    match dst db02::/64 proto tcp dport 443
-}
-"#;
 
 #[test]
 fn a_decapsulating_switch_removes_the_header_and_reports_the_trace() {
     clt_testkit::skip_if!(missing());
-    let mut topo = Topology::new("decap.clt", DECAP_CLT);
+    let mut topo = Topology::new("decap.clt", &decap_clt());
     let receiver = Receiver::start();
     let daemon = Command::new(controller_bin().expect("controller"))
         .args(["run", "--compiled"])
@@ -570,8 +547,7 @@ fn assert_router_entry(frame: &[u8], fabric: &cltc::ir::Fabric) {
 #[test]
 fn the_daemon_reinstalls_a_restarted_switch() {
     clt_testkit::skip_if!(missing());
-    let src = std::fs::read_to_string(clt_bmv2_tests::examples_dir().join("login.clt"))
-        .expect("login.clt");
+    let src = login_clt();
     let mut topo = Topology::new("login.clt", &src);
     let receiver = Receiver::start();
     let config = topo.controller_config(receiver.port);
@@ -607,8 +583,8 @@ fn the_daemon_reinstalls_a_restarted_switch() {
 /// encapsulates.
 fn encap_clt() -> String {
     // The router grows packets by the Hop-by-Hop header: cltc requires room.
-    DECAP_CLT
-        .replace("from entry to router", "from router to server")
+    login_clt()
+        .replace("from entry to server", "from router to server")
         .replace(
             "mac 02:00:00:00:01:01 }",
             "mac 02:00:00:00:01:01 mtu 1460 }",
