@@ -405,18 +405,14 @@ fn linux_encap(c: &Compiled, node: &str, policy: &str) -> cltc::artifact::linux:
 }
 
 /// What every test starts from: the network of the leaf-spine variant with
-/// its switches running, and version 1 (the variant with [`WEB_STORE`]),
-/// compiled.
-struct Setup {
-    net: Net,
-    v1_src: String,
-    /// p4c's output per program text, for the later versions.
-    cache: HashMap<String, Vec<u8>>,
-    d1: tempfile::TempDir,
-    v1: Compiled,
-}
-
-fn setup() -> Setup {
+/// its switches running; version 1 (the variant with [`WEB_STORE`]): its
+/// source, p4c's cache (for the later versions) and its compiled directory.
+fn setup() -> (
+    Net,
+    String,
+    HashMap<String, Vec<u8>>,
+    (tempfile::TempDir, Compiled),
+) {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // The topology first (any port), then the source with free ports.
     let base = leaf_spine(
@@ -443,25 +439,13 @@ fn setup() -> Setup {
     let mut cache = HashMap::new();
     let v1_src = format!("{src}{WEB_STORE}");
     let (d1, v1) = compile(&v1_src, &mut cache);
-    Setup {
-        net,
-        v1_src,
-        cache,
-        d1,
-        v1,
-    }
+    (net, v1_src, cache, (d1, v1))
 }
 
 #[test]
 fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
     clt_testkit::skip_if!(missing());
-    let Setup {
-        net,
-        v1_src,
-        mut cache,
-        d1,
-        v1,
-    } = setup();
+    let (net, v1_src, mut cache, (d1, v1)) = setup();
     let rt = rt();
 
     // 1. From scratch: pipelines and entries on five switches, plans on six
@@ -658,13 +642,7 @@ fn switches_and_hosts_roll_out_under_traffic_touching_only_what_changes() {
 #[test]
 fn a_failure_rolls_back_hosts_and_switches() {
     clt_testkit::skip_if!(missing());
-    let Setup {
-        mut net,
-        v1_src,
-        mut cache,
-        d1,
-        v1,
-    } = setup();
+    let (mut net, v1_src, mut cache, (d1, v1)) = setup();
     let rt = rt();
 
     // 1. From scratch, failing on the host db after every switch and two
@@ -756,13 +734,7 @@ fn replace_dir(from: &Path, to: &Path) {
 #[test]
 fn the_daemon_rolls_out_each_version_to_the_switches() {
     clt_testkit::skip_if!(missing());
-    let Setup {
-        net,
-        v1_src,
-        mut cache,
-        d1,
-        v1: _,
-    } = setup();
+    let (net, v1_src, mut cache, (d1, _v1)) = setup();
     let rt = rt();
     let (d2, _v2) = compile(&format!("{v1_src}{CACHE_WEB}"), &mut cache);
     let work = tempfile::tempdir().unwrap();
