@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod fabric_dir;
 
-use std::path::Path;
 use std::process::Output;
 
 use common::*;
@@ -15,17 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_clt-controller");
 /// Compiles examples/login.clt and writes a config for its router pointing
 /// at `addr`.
 fn setup(addr: std::net::SocketAddr) -> (tempfile::TempDir, std::path::PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = std::fs::read_to_string(root.join("examples/login.clt")).unwrap();
-    let compiled = cltc::compile_source("login.clt", &src).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("login.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-    }
-    // p4c-bm2-ss's output is not built here: a stand-in device config.
-    std::fs::write(dir.path().join("nodes/router/program.json"), b"{}").unwrap();
+    fabric_dir::write("login.clt", &fabric_dir::example("login"), dir.path());
     let config = dir.path().join("controller.toml");
     std::fs::write(
         &config,

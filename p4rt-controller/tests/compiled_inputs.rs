@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod fabric_dir;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use clt_controller::P4InfoIndex;
-use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
+use clt_controller::config::Config;
 use clt_controller::device::{Device, DeviceSpec};
 use clt_controller::digest::DigestLayout;
 use clt_controller::inputs::DeviceInputs;
@@ -22,22 +23,8 @@ use common::*;
 /// Compiles `examples/NAME.clt` into a temporary directory, with a stand-in
 /// device config (p4c-bm2-ss's JSON is not built here) beside each program.
 fn compile_example(name: &str) -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = std::fs::read_to_string(root.join(format!("examples/{name}.clt"))).unwrap();
-    let compiled = cltc::compile_source(name, &src).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files(name, &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-        if path.file_name().is_some_and(|n| n == "program.p4") {
-            std::fs::write(
-                path.with_file_name(DEVICE_CONFIG_FILE),
-                b"{\"stand-in\": true}",
-            )
-            .unwrap();
-        }
-    }
+    fabric_dir::write(name, &fabric_dir::example(name), dir.path());
     dir
 }
 

@@ -8,6 +8,7 @@
 //! client certificate is refused before anything changes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fabric_dir;
 mod netns_util;
 
 use std::collections::HashMap;

@@ -25,6 +25,7 @@
 //! says `skipped: ...` (clt-testkit's report_skip) and returns otherwise.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fabric_dir;
 mod netns_util;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -67,8 +68,7 @@ const CACHE_WEB: &str = "\npolicy cache_web {\n    domain prod\n    from cache t
 /// The leaf-spine example with its spines as bmv2 and every P4Runtime
 /// address at `ports[node]` on 127.0.0.1.
 fn leaf_spine(ports: &BTreeMap<String, u16>) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = std::fs::read_to_string(root.join("examples/leaf-spine.clt")).unwrap();
+    let src = fabric_dir::example("leaf-spine");
     let mut node = String::new();
     let mut out = String::new();
     let mut spines = 0;
@@ -99,18 +99,10 @@ fn leaf_spine(ports: &BTreeMap<String, u16>) -> String {
 /// with p4c-bm2-ss (as `nodes/NODE/program.json`, the controller's default
 /// device config); `cache` keeps p4c's output per program text.
 fn compile(src: &str, cache: &mut HashMap<String, Vec<u8>>) -> (tempfile::TempDir, Compiled) {
-    let compiled = match cltc::compile_source("leaf-spine.clt", src) {
-        Ok(c) => c,
-        Err(d) => panic!("{}", d.render("leaf-spine.clt", src)),
-    };
     let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("leaf-spine.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &f.contents).unwrap();
-    }
+    let fabric = fabric_dir::write("leaf-spine.clt", src, dir.path());
     let p4c = clt_testkit::skip::find_tool("p4c-bm2-ss").unwrap();
-    for n in &compiled.fabric.nodes {
+    for n in &fabric.nodes {
         if n.kind != NodeKind::Bmv2 {
             continue;
         }

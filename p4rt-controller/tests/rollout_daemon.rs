@@ -9,13 +9,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod fabric_dir;
 mod netns_util;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use clt_controller::config::{Config, DEVICE_CONFIG_FILE};
+use clt_controller::config::Config;
 use clt_controller::daemon::{Daemon, RolloutStatus};
 use clt_controller::inputs::DeviceInputs;
 use clt_controller::rollout::{self, Compiled};
@@ -46,10 +47,7 @@ impl Hosts {
 /// compiled into `dir` (replacing what was there, as `cltc compile -o`
 /// does), with a stand-in device config.
 fn compile_into(dir: &Path, p4runtime: &str, extra: &str, more_fields: bool) -> Compiled {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut src = std::fs::read_to_string(root.join("examples/login.clt"))
-        .unwrap()
-        .replace("127.0.0.1:9559", p4runtime);
+    let mut src = fabric_dir::example("login").replace("127.0.0.1:9559", p4runtime);
     if more_fields {
         src = src.replace(
             "trace hop_limit_node_id, interface_ids, queue_depth",
@@ -57,23 +55,8 @@ fn compile_into(dir: &Path, p4runtime: &str, extra: &str, more_fields: bool) -> 
         );
     }
     src.push_str(extra);
-    let compiled = match cltc::compile_source("login.clt", &src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
-    };
     let _ = std::fs::remove_dir_all(dir);
-    for f in cltc::output::files("login.clt", &compiled.fabric) {
-        let path = dir.join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-        if path.file_name().is_some_and(|n| n == "program.p4") {
-            std::fs::write(
-                path.with_file_name(DEVICE_CONFIG_FILE),
-                b"{\"stand-in\": true}",
-            )
-            .unwrap();
-        }
-    }
+    fabric_dir::write("login.clt", &src, dir);
     Compiled::load(dir).unwrap()
 }
 

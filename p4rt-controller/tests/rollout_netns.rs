@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod fabric_dir;
 mod netns_util;
 
 use clt_controller::rollout::{self, Phase};

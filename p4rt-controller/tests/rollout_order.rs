@@ -3,30 +3,12 @@
 //! in reverse, and an incremental rollout that lists only changed nodes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fabric_dir;
+
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use clt_controller::rollout::{self, Compiled, Phase, Step};
-
-fn compile(name: &str, src: &str) -> (tempfile::TempDir, Compiled) {
-    let compiled = match cltc::compile_source(name, src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected {name}: {d:?}"),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files(name, &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-    }
-    let c = Compiled::load(dir.path()).unwrap();
-    (dir, c)
-}
-
-fn example(name: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join(format!("examples/{name}.clt"))).unwrap()
-}
+use clt_controller::rollout::{self, Phase, Step};
+use fabric_dir::{compile, example};
 
 fn position(steps: &[Step], f: impl Fn(&Step) -> bool) -> Vec<usize> {
     steps

@@ -7,12 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod fabric_dir;
 mod netns_util;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 
-use clt_controller::config::DEVICE_CONFIG_FILE;
 use clt_controller::rollout::{self, Compiled};
 use clt_linux::plan::KernelState;
 use common::FakeSwitch;
@@ -77,30 +76,8 @@ impl Hosts {
 
 /// The login example with the router at `p4runtime`.
 fn compile(p4runtime: &str) -> (tempfile::TempDir, Compiled) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let src = std::fs::read_to_string(root.join("examples/login.clt"))
-        .unwrap()
-        .replace("127.0.0.1:9559", p4runtime);
-    let compiled = match cltc::compile_source("login.clt", &src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("login.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-        if path.file_name().is_some_and(|n| n == "program.p4") {
-            // p4c-bm2-ss's JSON is not built here: a stand-in device config.
-            std::fs::write(
-                path.with_file_name(DEVICE_CONFIG_FILE),
-                b"{\"stand-in\": true}",
-            )
-            .unwrap();
-        }
-    }
-    let c = Compiled::load(dir.path()).unwrap();
-    (dir, c)
+    let src = fabric_dir::example("login").replace("127.0.0.1:9559", p4runtime);
+    fabric_dir::compile("login.clt", &src)
 }
 
 fn compiled_entries(c: &Compiled) -> usize {

@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv6Addr, SocketAddrV6, UdpSocket};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,25 +26,13 @@ pub const LINKS: [(&str, &str, &str, &str); 4] = [
 
 /// examples/fabric-linux.clt.
 pub fn example_src() -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join("examples/fabric-linux.clt")).unwrap()
+    crate::fabric_dir::example("fabric-linux")
 }
 
 /// `src` compiled by cltc into a fresh directory, loaded as a rollout
 /// input.
 pub fn compile(src: &str) -> (tempfile::TempDir, Compiled) {
-    let compiled = match cltc::compile_source("fabric.clt", src) {
-        Ok(c) => c,
-        Err(d) => panic!("cltc rejected the fabric: {d:?}"),
-    };
-    let dir = tempfile::tempdir().unwrap();
-    for f in cltc::output::files("fabric.clt", &compiled.fabric) {
-        let path = dir.path().join(&f.path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, f.contents).unwrap();
-    }
-    let c = Compiled::load(dir.path()).unwrap();
-    (dir, c)
+    crate::fabric_dir::compile("fabric.clt", src)
 }
 
 /// One network namespace per node (named after the node, unique to this
