@@ -12,10 +12,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use clt_controller::P4InfoIndex;
 use clt_controller::config::DEFAULT_BATCH_SIZE;
-use clt_controller::connect::connect;
-use clt_controller::inputs::{Pipeline, cookie};
-use clt_controller::{P4InfoIndex, Session, SessionOptions};
 use common::{FakeSwitch, p4info, routes};
 
 const ROUTES: usize = 10_000;
@@ -33,19 +31,10 @@ fn main() {
 
     // clt-controller: best of 5 runs of a full install into an empty table.
     let ours = rt.block_on(async {
-        let channel = connect(&addr.to_string(), None, Duration::from_secs(5))
+        let mut s = common::session(addr, 1 << 64).await;
+        s.ensure_pipeline(&common::pipeline(b"bench"))
             .await
             .unwrap();
-        let mut s = Session::open(channel, SessionOptions::new(1, 1 << 64))
-            .await
-            .unwrap();
-        let p4info = p4info();
-        let pipeline = Pipeline {
-            cookie: cookie(b"bench", &p4info, b"{}"),
-            p4info,
-            device_config: b"{}".to_vec(),
-        };
-        s.ensure_pipeline(&pipeline).await.unwrap();
         let mut best = Duration::MAX;
         for _ in 0..5 {
             sw.state().tables.clear();

@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use clt_controller::connect::connect;
-use clt_controller::{P4InfoIndex, Session, SessionOptions};
+use clt_controller::P4InfoIndex;
 use common::*;
 
 #[tokio::test]
@@ -35,12 +32,7 @@ async fn routes_inserted_by_p4runtime_shell_are_the_controllers_routes() {
         Some(&p4info())
     );
 
-    let channel = connect(&addr.to_string(), None, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let mut s = Session::open(channel, SessionOptions::new(1, 1))
-        .await
-        .unwrap();
+    let mut s = session(addr, 1).await;
     let info = P4InfoIndex::new(p4info());
     let plan = s.verify(&info, &routes(20)).await.unwrap();
     assert!(

@@ -9,34 +9,14 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use clt_controller::config::DigestConfig;
-use clt_controller::connect::connect;
 use clt_controller::device::Device;
 use clt_controller::forward::Forwarder;
-use clt_controller::inputs::{DeviceInputs, Pipeline, cookie};
+use clt_controller::inputs::DeviceInputs;
 use clt_controller::metrics::Metrics;
 use clt_controller::proto::p4::v1 as p4;
-use clt_controller::{Error, Mastership, P4InfoIndex, PipelineAction, Session, SessionOptions};
+use clt_controller::{Error, Mastership, P4InfoIndex, PipelineAction, Session};
 use common::*;
 use tonic::Code;
-
-async fn session(addr: std::net::SocketAddr, election_id: u128) -> Session {
-    let channel = connect(&addr.to_string(), None, Duration::from_secs(5))
-        .await
-        .unwrap();
-    let mut opts = SessionOptions::new(1, election_id);
-    opts.arbitration_timeout = Duration::from_secs(5);
-    Session::open(channel, opts).await.unwrap()
-}
-
-fn pipeline(tag: &[u8]) -> Pipeline {
-    let p4info = p4info();
-    let device_config = b"{\"bmv2\": \"json\"}".to_vec();
-    Pipeline {
-        cookie: cookie(tag, &p4info, &device_config),
-        p4info,
-        device_config,
-    }
-}
 
 /// A switch with pipeline `v1`, its index, and the primary session that
 /// pushed it.

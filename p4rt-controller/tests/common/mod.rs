@@ -634,6 +634,29 @@ pub fn shell_python() -> String {
     })
 }
 
+/// A session to device 1 of the switch at `addr` with `election_id`
+/// (primary unless a higher one is connected).
+pub async fn session(addr: SocketAddr, election_id: u128) -> clt_controller::Session {
+    let channel = clt_controller::connect::connect(&addr.to_string(), None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut opts = clt_controller::SessionOptions::new(1, election_id);
+    opts.arbitration_timeout = Duration::from_secs(5);
+    clt_controller::Session::open(channel, opts).await.unwrap()
+}
+
+/// The test program's pipeline, its cookie from `tag`, with a stand-in
+/// device config.
+pub fn pipeline(tag: &[u8]) -> clt_controller::inputs::Pipeline {
+    let p4info = p4info();
+    let device_config = b"{\"bmv2\": \"json\"}".to_vec();
+    clt_controller::inputs::Pipeline {
+        cookie: clt_controller::inputs::cookie(tag, &p4info, &device_config),
+        p4info,
+        device_config,
+    }
+}
+
 /// The response (status line, headers, body) to a plain HTTP/1.1 GET of
 /// `path` at `addr`, e.g. the daemon's metrics endpoint.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
