@@ -26,7 +26,7 @@ use clt_wire::node::NodeRepr;
 use clt_wire::{CltRepr, HbhBuilder, HbhHeader, HbhRepr, IpProtocol, Ipv6Packet, TraceType};
 use cltc::backend::p4::{self, Target};
 use cltc::ir::NodeIdx;
-use std::net::{Ipv6Addr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,20 +72,6 @@ impl Drop for Fabric {
             let _ = clt_testkit::try_ip(&["link", "del", link]);
         }
     }
-}
-
-/// A link-local address from a MAC (modified EUI-64), as cltc derives it.
-fn link_local(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
 }
 
 fn mac_text(mac: [u8; 6]) -> String {
@@ -210,7 +196,8 @@ impl Topology {
             ),
         ];
         for (ns, dev, address, remote, gw_mac) in routes {
-            let gw = link_local(gw_mac).to_string();
+            // The router's link-local address, as cltc derives it.
+            let gw = cltc::model::link_local(gw_mac).to_string();
             ns.ip(&["-6", "addr", "add", address, "dev", dev, "nodad"]);
             ns.ip(&[
                 "-6",
