@@ -344,15 +344,20 @@ pub fn enable_with(
     let fd = fd.as_fd();
     let mut buf = [0u8; 512];
     let len = header_into(fd, policy, trace_id, span_id, opts, &mut buf)?;
-    sys::set_hopopts(fd, &buf[..len]).map_err(|error| Error::Socket {
-        op: "setsockopt(IPV6_HOPOPTS)",
-        error,
-    })
+    set_header(&fd, &buf[..len])
 }
 
 /// `CLT.disable(sockfd)`: removes the Hop-by-Hop header from `fd`.
 pub fn disable(fd: &impl AsFd) -> Result<(), Error> {
-    sys::set_hopopts(fd.as_fd(), &[]).map_err(|error| Error::Socket {
+    set_header(fd, &[])
+}
+
+/// Sets `header`, a whole Hop-by-Hop header (e.g. from
+/// [`clt_wire::HbhBuilder`]), as the sticky options of every packet `fd`
+/// sends (`IPV6_HOPOPTS`); an empty `header` removes them. [`enable`] and
+/// [`disable`] are this with the header they build.
+pub fn set_header(fd: &impl AsFd, header: &[u8]) -> Result<(), Error> {
+    sys::set_hopopts(fd.as_fd(), header).map_err(|error| Error::Socket {
         op: "setsockopt(IPV6_HOPOPTS)",
         error,
     })
@@ -447,10 +452,7 @@ impl Marker {
     ) -> Result<(), Error> {
         let mut buf = [0u8; 512];
         let len = self.header(trace_id, span_id, &mut buf);
-        sys::set_hopopts(fd.as_fd(), &buf[..len]).map_err(|error| Error::Socket {
-            op: "setsockopt(IPV6_HOPOPTS)",
-            error,
-        })
+        set_header(fd, &buf[..len])
     }
 }
 

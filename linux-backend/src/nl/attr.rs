@@ -61,6 +61,12 @@ impl<'a> Nla<'a> {
         Ok(u64::from_ne_bytes(self.exact()?))
     }
 
+    /// A big-endian (network order) integer, as nfnetlink carries them:
+    /// `nla.be(u32::from_be_bytes)`.
+    pub fn be<const N: usize, T>(&self, from_be_bytes: fn([u8; N]) -> T) -> Result<T, Error> {
+        Ok(from_be_bytes(self.exact()?))
+    }
+
     pub fn ipv6(&self) -> Result<Ipv6Addr, Error> {
         Ok(Ipv6Addr::from(self.exact::<16>()?))
     }
@@ -162,6 +168,17 @@ impl NlaWriter {
         self.put(kind, &v.to_ne_bytes())
     }
 
+    /// A NUL-terminated string (`NLA_STRING`/`NLA_NUL_STRING`).
+    pub fn string(&mut self, kind: u16, s: &[u8]) -> &mut Self {
+        let len = (HEADER_LEN + s.len() + 1) as u16;
+        self.buf.extend_from_slice(&len.to_ne_bytes());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(s);
+        self.buf.push(0);
+        self.buf.resize(align(self.buf.len()), 0);
+        self
+    }
+
     pub fn flag(&mut self, kind: u16) -> &mut Self {
         self.put(kind, &[])
     }
@@ -199,6 +216,26 @@ mod tests {
         assert_eq!(attrs[1].u32().unwrap(), 0xdeadbeef);
         assert_eq!(attrs[2].payload, b"abc");
         assert!(attrs[0].u32().is_err());
+    }
+
+    #[test]
+    fn network_order_and_strings() {
+        let mut w = NlaWriter::default();
+        w.put(1, &0x86ddu16.to_be_bytes())
+            .put(2, &7u32.to_be_bytes())
+            .put(3, &(1u64 << 40).to_be_bytes())
+            .string(4, b"ab");
+        let buf = w.finish();
+        // be16: the bytes in network order, then 2 bytes of padding.
+        assert_eq!(&buf[..8], &[6, 0, 1, 0, 0x86, 0xdd, 0, 0]);
+        // The string carries its terminator: 4 + 3 bytes, padded to 8.
+        assert_eq!(&buf[buf.len() - 8..], &[7, 0, 4, 0, b'a', b'b', 0, 0]);
+        let a: Vec<_> = NlaIter::new(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(a[0].be(u16::from_be_bytes).unwrap(), 0x86dd);
+        assert_eq!(a[1].be(u32::from_be_bytes).unwrap(), 7);
+        assert_eq!(a[2].be(u64::from_be_bytes).unwrap(), 1 << 40);
+        assert_eq!(a[3].string().unwrap(), "ab");
+        assert!(a[1].be(u16::from_be_bytes).is_err() && a[0].be(u64::from_be_bytes).is_err());
     }
 
     #[test]
