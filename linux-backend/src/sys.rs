@@ -174,3 +174,31 @@ pub fn recv_with_hopopts(
     }
     Ok((n as usize, hbh))
 }
+
+/// The descriptor of a neli netlink socket, borrowed for as long as the
+/// socket (neli exposes only `AsRawFd`).
+pub fn nl_fd(sock: &neli::socket::NlSocket) -> BorrowedFd<'_> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: `NlSocket` owns its descriptor and closes it only on drop,
+    // which the borrow of `sock` rules out for the returned lifetime.
+    unsafe { BorrowedFd::borrow_raw(sock.as_raw_fd()) }
+}
+
+/// Waits up to `timeout_ms` (negative: forever) until `fd` is readable or
+/// has an error pending; `Ok(false)` on timeout or interruption (`EINTR`).
+pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut pfd = [libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: one valid pollfd, borrowed mutably for the call.
+    match unsafe { libc::poll(pfd.as_mut_ptr(), 1, timeout_ms) } {
+        0 => Ok(false),
+        n if n > 0 => Ok(pfd[0].revents & (libc::POLLIN | libc::POLLERR) != 0),
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            e => Err(e),
+        },
+    }
+}

@@ -8,11 +8,18 @@
 //! byte from the kernel is validated once and every message type round-trips
 //! in unit tests from captured bytes.
 //!
+//! nfnetlink ([`nfnl`], [`nft`], [`nflog`]) is framed by this crate on
+//! neli's raw socket instead: an nf_tables change is a batch of messages in
+//! one `sendmsg`, which neli's request/reply router cannot express.
+//!
 //! Sockets belong to the network namespace of the thread that opens them:
 //! open a [`Netlink`] on the thread that runs inside the target namespace.
 
 pub mod attr;
 pub mod ioam6;
+pub mod nflog;
+pub mod nfnl;
+pub mod nft;
 pub mod route;
 
 use crate::Error;
