@@ -194,15 +194,22 @@ pub struct AgentArgs {
     /// Log the counters every this many seconds (0: never)
     #[arg(long, default_value_t = 10)]
     pub stats_interval_s: u64,
-    /// How long a captured trace waits for this node's ioam6 trace event,
+    /// Where this node's IOAM packets come from: `nflog` (an nf_tables
+    /// rule logs them, this node's entry filled in), `capture` (AF_PACKET,
+    /// this node's entry joined in from its ioam6 trace events), `auto`
+    /// (nflog when the kernel has it, else capture)
+    #[arg(long, value_enum, default_value_t = crate::agent::Source::Auto)]
+    pub source: crate::agent::Source,
+    /// With `--source capture`: how long a captured trace waits for this node's ioam6 trace event,
     /// which carries this node's own entry (0: do not listen; reports then
     /// lack this node's entry)
     #[arg(long, default_value_t = 250)]
     pub own_hop_window_ms: u64,
-    /// How often the agent wakes up to take captured packets and trace
-    /// events, ms: one wakeup per interval and thread under load; traces
-    /// reach the collector up to about this plus 100 ms late (0: every event as
-    /// it comes, 1 ms capture blocks)
+    /// How often the agent wakes up to take the logged or captured packets
+    /// and trace events, ms: one wakeup per interval and thread under load
+    /// (the kernel batches the log for this long, 10 ms at least); traces
+    /// reach the collector up to about this plus 100 ms late (0: every packet and
+    /// event as it comes, 1 ms capture blocks)
     #[arg(long, default_value_t = crate::agent::DEFAULT_BATCH_INTERVAL.as_millis() as u64)]
     pub batch_ms: u64,
 }
@@ -239,6 +246,7 @@ pub fn agent_main() -> anyhow::Result<()> {
             sink,
             Arc::clone(&stop),
             crate::agent::AgentOptions {
+                source: args.source,
                 own_hop_window: Duration::from_millis(args.own_hop_window_ms),
                 batch_interval: Duration::from_millis(args.batch_ms),
                 ..crate::agent::AgentOptions::default()
@@ -255,6 +263,7 @@ pub fn agent_main() -> anyhow::Result<()> {
                 dropped = l(&s.dropped),
                 kernel_drops = l(&s.kernel_drops),
                 reconnects = l(&s.reconnects),
+                source_nflog = l(&s.source_nflog),
                 own_hop_unavailable = l(&s.own_hop_unavailable),
                 own_hop_joined = l(&s.own_hop_joined),
                 own_hop_unmatched = l(&s.own_hop_unmatched),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clt_collector::agent::report::AgentStats;
-use clt_collector::agent::{AgentOptions, Sink, spawn_agent};
+use clt_collector::agent::{AgentOptions, Sink, Source, spawn_agent};
 use clt_collector::server;
 use clt_testkit::pcap::Capture;
 use clt_testkit::{Netns, skip, tshark, veth};
@@ -148,8 +148,9 @@ struct Run {
 const PACKETS: usize = 3;
 
 /// Three packets of one request from the app to the server with the agent
-/// on the server's interface; `None` when the CLT socket API is unavailable.
-async fn run(server_ioam: bool) -> Option<Run> {
+/// on the server's interface, taking them from `source`; `None` when the
+/// CLT socket API is unavailable.
+async fn run(server_ioam: bool, source: Source) -> Option<Run> {
     let topo = build(server_ioam);
     let dir = clt_testkit::TempFile::new("clt-e2e-", "");
     std::fs::create_dir_all(dir.path()).unwrap();
@@ -177,6 +178,7 @@ async fn run(server_ioam: bool) -> Option<Run> {
         // A long window: on a busy machine the event thread may lag; the
         // test is about what is joined, not how fast.
         AgentOptions {
+            source,
             own_hop_window: Duration::from_secs(2),
             ..AgentOptions::default()
         },
@@ -359,17 +361,38 @@ fn now_secs() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_through_a_router_gets_every_hop_including_the_servers() {
     clt_testkit::skip_if!(skip::netns_unavailable().or_else(skip::ioam6_unavailable));
-    let Some(run) = run(true).await else { return };
-    let net = &run.net;
+    let Some(run) = run(true, Source::Nflog).await else {
+        return;
+    };
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(l(&run.stats.source_nflog), 1);
+    // The server's entry came in the logged packet: nothing was joined.
+    assert_eq!(l(&run.stats.own_hop_joined), 0);
+    assert_eq!(l(&run.stats.own_hop_events), 0);
+    check_every_hop(&run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_request_gets_the_servers_hop_from_its_trace_events() {
+    clt_testkit::skip_if!(skip::netns_unavailable().or_else(skip::ioam6_unavailable));
+    let Some(run) = run(true, Source::Capture).await else {
+        return;
+    };
+    let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    assert_eq!(l(&run.stats.source_nflog), 0);
     assert_eq!(l(&run.stats.own_hop_unavailable), 0, "events unavailable");
     assert_eq!(l(&run.stats.own_hop_joined), PACKETS as u64);
     assert_eq!(l(&run.stats.own_hop_unmatched), 0);
-    // The app's entry (socket API), the router's (stock kernel transit) and
-    // the server's own (written after the capture point, joined in from
-    // its trace event).
+    check_every_hop(&run);
+}
+
+/// The app's entry (socket API), the router's (stock kernel transit) and
+/// the server's own (written after the capture point: in the logged packet,
+/// or joined in from the server's trace event).
+fn check_every_hop(run: &Run) {
+    let net = &run.net;
     assert_eq!(net.int("ioam.hop.count"), Some(3));
-    check_first_two_hops(&run);
+    check_first_two_hops(run);
     let h = |f: &str| net.int(&format!("ioam.hop.2.{f}"));
     assert_eq!(h("packets"), Some(PACKETS as i64));
     assert_eq!(h("node_id.last"), Some(3), "the server's net.ipv6.ioam6_id");
@@ -398,11 +421,27 @@ async fn request_through_a_router_gets_every_hop_including_the_servers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_servers_fill_logged_traces_have_two_hops() {
+    clt_testkit::skip_if!(skip::netns_unavailable().or_else(skip::ioam6_unavailable));
+    // IOAM off on the server's interface: its kernel does not fill, and
+    // the log hands on the packet as it came.
+    let Some(run) = run(false, Source::Nflog).await else {
+        return;
+    };
+    assert_eq!(run.stats.source_nflog.load(Ordering::Relaxed), 1);
+    assert_eq!(run.net.int("ioam.hop.count"), Some(2));
+    check_first_two_hops(&run);
+    assert_eq!(run.net.span.events.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_servers_fill_traces_are_reported_as_captured() {
     clt_testkit::skip_if!(skip::netns_unavailable().or_else(skip::ioam6_unavailable));
     // IOAM off on the server's interface: its kernel neither fills nor
     // raises events; the traces wait out the window and go as captured.
-    let Some(run) = run(false).await else { return };
+    let Some(run) = run(false, Source::Capture).await else {
+        return;
+    };
     let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     assert_eq!(l(&run.stats.own_hop_unavailable), 0);
     assert_eq!(l(&run.stats.own_hop_joined), 0);
@@ -452,13 +491,23 @@ fn an_agent_without_cap_net_admin_reports_as_captured_and_says_so() {
             }
         }
     };
-    next_log(&mut logs, "capturing");
+    // Without CAP_NET_ADMIN neither the nf_tables rule nor the events
+    // group: the default source falls back to the capture, and says so.
+    next_log(
+        &mut logs,
+        "nf_tables log unavailable: capturing with AF_PACKET instead",
+    );
+    next_log(
+        &mut logs,
+        "ioam6 trace events unavailable: reporting traces as captured, without this node's own entry",
+    );
+    let unavailable: Vec<&String> = logs.iter().filter(|l| l.contains("unavailable")).collect();
+    assert_eq!(unavailable.len(), 2, "{logs:#?}");
     assert!(
-        logs.iter().any(|l| l.contains(
-            "ioam6 trace events unavailable: reporting traces as captured, without this node's own entry"
-        ) && l.contains("CAP_NET_ADMIN")),
+        unavailable.iter().all(|l| l.contains("CAP_NET_ADMIN")),
         "{logs:#?}"
     );
+    next_log(&mut logs, "capturing interfaces");
 
     // Something listens on the server, so that no ICMP error refuses a send.
     let _listener = clt_linux::netns::run_in(Some(topo.server.name()), || {

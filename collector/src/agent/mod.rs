@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod convert;
 pub mod events;
+pub mod nflog;
 pub mod report;
 pub mod sink;
 
@@ -73,9 +74,36 @@ pub fn handle_packet(
     deliver_all(out, sink);
 }
 
+/// Where the agent takes this node's IOAM packets from.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub enum Source {
+    /// The nf_tables log when the kernel has it, else the capture.
+    #[default]
+    Auto,
+    /// An nf_tables rule logs each packet, this node's entry filled in
+    /// ([`nflog`]); fails where nf_tables or its log is missing.
+    Nflog,
+    /// AF_PACKET capture ([`capture`]), and this node's entry joined in
+    /// from its ioam6 trace events ([`events`]) unless the own-hop window
+    /// is zero.
+    Capture,
+}
+
 /// The agent's options beyond where to capture and where traces go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentOptions {
+    /// Where the packets come from.
+    pub source: Source,
     /// How long a captured trace waits for this node's trace event (see
     /// [`sink`]); zero: do not listen, report traces as captured (without
     /// this node's entry).
@@ -99,6 +127,7 @@ pub const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(50);
 impl Default for AgentOptions {
     fn default() -> Self {
         AgentOptions {
+            source: Source::Auto,
             own_hop_window: Duration::from_millis(250),
             own_hop_max_waiting: 32_768,
             batch_interval: DEFAULT_BATCH_INTERVAL,
@@ -391,11 +420,14 @@ pub fn spawn_captures(
     )
 }
 
-/// Starts the agent: a thread listening to the node's trace events (unless
-/// `opts` says not to, or they are unavailable: then it says so in a log
-/// line and `own_hop_unavailable`, and reports traces as captured) and one
-/// capture thread per interface. Returns once every socket is open (or the
-/// first capture error).
+/// Starts the agent. With [`Source::Auto`] or [`Source::Nflog`], one
+/// thread reading the nf_tables log of every interface ([`nflog`]); when
+/// that fails, [`Source::Auto`] says why in a log line and falls back to
+/// [`Source::Capture`]: a thread listening to the node's trace events
+/// (unless `opts` says not to, or they are unavailable: then it says so in
+/// a log line and `own_hop_unavailable`, and reports traces as captured)
+/// and one capture thread per interface. Returns once every socket is open
+/// (or the first error).
 pub fn spawn_agent(
     interfaces: &[String],
     netns: Option<String>,
@@ -405,6 +437,60 @@ pub fn spawn_agent(
     stop: Arc<AtomicBool>,
     opts: AgentOptions,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, crate::Error> {
+    if opts.source != Source::Capture {
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        let (ifs, ns, rep, st, sk, sp) = (
+            interfaces.to_vec(),
+            netns.clone(),
+            reporter.clone(),
+            Arc::clone(&stats),
+            sink.clone(),
+            Arc::clone(&stop),
+        );
+        let handle = std::thread::Builder::new()
+            .name("clt-agent-log".into())
+            .spawn(move || {
+                nflog::log_loop(
+                    &ifs,
+                    ns.as_deref(),
+                    &rep,
+                    &st,
+                    &sk,
+                    &sp,
+                    opts.batch_interval,
+                    rtx,
+                )
+            })
+            .map_err(|e| crate::Error::Capture(format!("spawn the log thread: {e}")))?;
+        match rrx.recv() {
+            Ok(Ok(())) => {
+                stats.source_nflog.store(1, Ordering::Relaxed);
+                stats.own_hop_unavailable.store(0, Ordering::Relaxed);
+                return Ok(vec![handle]);
+            }
+            Ok(Err(e)) if opts.source == Source::Auto => {
+                tracing::warn!(error = %e, "nf_tables log unavailable: capturing with AF_PACKET instead");
+                let _ = handle.join();
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(crate::Error::Capture("log thread died".into())),
+        }
+    }
+    spawn_capture_agent(interfaces, netns, reporter, stats, sink, stop, opts)
+}
+
+/// [`Source::Capture`]: the event thread (unless the own-hop window is
+/// zero) and one capture thread per interface.
+fn spawn_capture_agent(
+    interfaces: &[String],
+    netns: Option<String>,
+    reporter: String,
+    stats: Arc<AgentStats>,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+    opts: AgentOptions,
+) -> Result<Vec<std::thread::JoinHandle<()>>, crate::Error> {
+    stats.source_nflog.store(0, Ordering::Relaxed);
     let mut threads = Vec::new();
     let mut own = None;
     if !opts.own_hop_window.is_zero() && opts.own_hop_window < 2 * opts.batch_interval {

@@ -28,6 +28,9 @@ pub struct AgentStats {
     pub sent: AtomicU64,
     pub reconnects: AtomicU64,
     pub kernel_drops: AtomicU64,
+    /// 1 when the packets come from the nf_tables log (each with this
+    /// node's own entry), 0 when from the AF_PACKET capture.
+    pub source_nflog: AtomicU64,
     /// 1 when the node's trace events are not listened to (unavailable or
     /// failed): traces are reported as captured, without its own entry.
     pub own_hop_unavailable: AtomicU64,
