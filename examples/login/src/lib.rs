@@ -89,10 +89,17 @@ pub struct Args {
     /// Skip the second run (off, on, off without congestion)
     #[arg(long)]
     pub no_overhead_run: bool,
-    /// The agent on the server host: `full`; `no-events` (captures, but does
-    /// not listen to the node's ioam6 trace events: reports lack the
-    /// server's own hop); `off` (no agent: the CLT phases get no network
-    /// spans). For measuring where CLT's cost goes
+    /// CLT-on phases of the second run, each between two CLT-off phases
+    /// (1: off, on, off as in the paper; the test uses more, to compare
+    /// CLT's effect with the noise of several pairs of CLT-off phases)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=50))]
+    pub overhead_cycles: u16,
+    /// The agent on the server host: `full` (its default source: the
+    /// nf_tables log when the kernel has it, else AF_PACKET capture and
+    /// trace events); `capture` (AF_PACKET capture and the node's ioam6
+    /// trace events, the fallback); `no-events` (capture only: reports lack
+    /// the server's own hop); `off` (no agent: the CLT phases get no
+    /// network spans). For measuring where CLT's cost goes
     #[arg(long, value_enum, default_value_t = AgentMode::Full)]
     pub agent: AgentMode,
     /// The agent's batch interval, ms (clt-agent's `--batch-ms`)
@@ -103,8 +110,10 @@ pub struct Args {
 /// `--agent`: what runs on the server host to report its traces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AgentMode {
-    /// Capture and the node's own trace events
+    /// The agent's default source
     Full,
+    /// Capture and the node's own trace events
+    Capture,
     /// Capture only
     NoEvents,
     /// No agent
@@ -378,6 +387,14 @@ fn agent_host(
             opts,
         ) {
             Ok(c) => {
+                eprintln!(
+                    "agent on the server: {}",
+                    if stats.source_nflog.load(Ordering::Relaxed) == 1 {
+                        "nf_tables log (the server's entry filled in by its kernel)"
+                    } else {
+                        "AF_PACKET capture"
+                    }
+                );
                 let _ = ready.send(Ok(()));
                 c
             }
@@ -462,6 +479,10 @@ pub fn run(args: &Args) -> Result<Outcome> {
         format!("http://{}", topo.collector),
     );
     let agent_opts = agent::AgentOptions {
+        source: match args.agent {
+            AgentMode::Full => agent::Source::Auto,
+            _ => agent::Source::Capture,
+        },
         own_hop_window: match args.agent {
             AgentMode::NoEvents => Duration::ZERO,
             _ => agent::AgentOptions::default().own_hop_window,
@@ -480,7 +501,7 @@ pub fn run(args: &Args) -> Result<Outcome> {
 
     let mut runs = vec![load::congestion_run()];
     if !args.no_overhead_run {
-        runs.push(load::overhead_run());
+        runs.push(load::overhead_run(usize::from(args.overhead_cycles)));
     }
     let entry_cfg = EntryConfig {
         server: SocketAddr::new(topo.server_addr.into(), 443),

@@ -28,9 +28,9 @@ pub const SERVICE: &str = "login-entry";
 pub const SPAN_NAME: &str = "POST /login";
 
 /// One phase of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Phase {
-    pub name: &'static str,
+    pub name: String,
     pub congested: bool,
     pub clt: bool,
 }
@@ -39,62 +39,73 @@ pub struct Phase {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSpec {
     pub name: &'static str,
-    pub title: &'static str,
+    pub title: String,
     pub phases: Vec<Phase>,
+}
+
+impl Phase {
+    fn new(name: impl Into<String>, congested: bool, clt: bool) -> Phase {
+        Phase {
+            name: name.into(),
+            congested,
+            clt,
+        }
+    }
 }
 
 /// The paper's figure 10: normal, congestion, congestion with CLT, normal.
 pub fn congestion_run() -> RunSpec {
     RunSpec {
         name: "congestion",
-        title: "RTT, four phases with congestion (paper fig. 10)",
+        title: "RTT, four phases with congestion (paper fig. 10)".into(),
         phases: vec![
-            Phase {
-                name: "normal",
-                congested: false,
-                clt: false,
-            },
-            Phase {
-                name: "congested",
-                congested: true,
-                clt: false,
-            },
-            Phase {
-                name: "congested+clt",
-                congested: true,
-                clt: true,
-            },
-            Phase {
-                name: "recovered",
-                congested: false,
-                clt: false,
-            },
+            Phase::new("normal", false, false),
+            Phase::new("congested", true, false),
+            Phase::new("congested+clt", true, true),
+            Phase::new("recovered", false, false),
         ],
     }
 }
 
-/// The paper's figure 11: CLT off, on, off, without congestion.
-pub fn overhead_run() -> RunSpec {
+/// The paper's figure 11 without congestion: CLT off, on, off; with
+/// `cycles` above 1, CLT on and off alternately, `cycles` times on, each
+/// time between two phases without it (`off`, `clt`, `off-2`, `clt-2`,
+/// ..., `off-<cycles + 1>`). More cycles measure CLT's effect against
+/// several CLT-off phases instead of one pair (see
+/// [`crate::report::comparison`]).
+pub fn overhead_run(cycles: usize) -> RunSpec {
+    let cycles = cycles.max(1);
+    let mut phases = vec![Phase::new("off", false, false)];
+    for c in 1..=cycles {
+        phases.push(Phase::new(
+            if c == 1 {
+                "clt".into()
+            } else {
+                format!("clt-{c}")
+            },
+            false,
+            true,
+        ));
+        phases.push(Phase::new(
+            match (cycles, c) {
+                (1, _) => "off-again".into(),
+                _ => format!("off-{}", c + 1),
+            },
+            false,
+            false,
+        ));
+    }
     RunSpec {
         name: "overhead",
-        title: "RTT, three phases without congestion (paper fig. 11)",
-        phases: vec![
-            Phase {
-                name: "off",
-                congested: false,
-                clt: false,
-            },
-            Phase {
-                name: "clt",
-                congested: false,
-                clt: true,
-            },
-            Phase {
-                name: "off-again",
-                congested: false,
-                clt: false,
-            },
-        ],
+        title: if cycles == 1 {
+            "RTT, three phases without congestion (paper fig. 11)".into()
+        } else {
+            format!(
+                "RTT, {} phases without congestion, CLT off and on alternately (paper fig. 11 has off, on, off)",
+                phases.len()
+            )
+        },
+        phases,
     }
 }
 
@@ -314,7 +325,7 @@ impl Progress {
             spec.name,
             i + 1,
             spec.phases.len(),
-            spec.phases[i].name
+            &spec.phases[i].name
         );
         let _ = e.flush();
     }
@@ -448,7 +459,7 @@ async fn one_run(
                     KeyValue::new("server.port", i64::from(cfg.server.port())),
                     KeyValue::new("clt.enabled", phase.clt),
                     KeyValue::new("demo.run", spec.name),
-                    KeyValue::new("demo.phase", phase.name),
+                    KeyValue::new("demo.phase", phase.name.clone()),
                 ])
                 .start(tracer);
             let sc = span.span_context().clone();

@@ -95,67 +95,96 @@ pub fn blocks(samples: &[Sample], run: &str, phase: usize) -> Vec<Vec<f64>> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Comparison {
     pub what: String,
-    /// `median(with CLT) - median(without)`, ms, with a 95% block-bootstrap
-    /// CI ([`stats::block_median_diff`], [`BLOCK_SECS`] blocks).
+    /// `median(with CLT) - median(without)`, ms, every CLT phase pooled
+    /// against every CLT-off phase of the same congestion, with a 95%
+    /// block-bootstrap CI ([`stats::block_median_diff`], [`BLOCK_SECS`]
+    /// blocks).
     pub clt_effect: Option<Estimate>,
-    /// `median(second CLT-off phase) - median(first)`, ms, with its CI.
-    pub off_off: Option<Estimate>,
-    /// The noise between two repeated runs without CLT, ms: the larger end
-    /// in absolute value of `off_off`'s interval
-    /// ([`stats::run_to_run_noise`]).
+    /// Each pair of consecutive CLT-off phases: two repeated runs without
+    /// CLT.
+    pub off_pairs: Vec<OffPair>,
+    /// The noise between two repeated runs without CLT, ms: the mean of
+    /// the pairs' [`OffPair::noise`].
     pub noise: Option<f64>,
 }
 
+/// Two consecutive CLT-off phases of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OffPair {
+    pub earlier: String,
+    pub later: String,
+    /// `median(later) - median(earlier)`, ms, with its 95% CI.
+    pub diff: Estimate,
+    /// The larger end in absolute value of `diff`'s interval
+    /// ([`stats::run_to_run_noise`]): the drift that was seen plus what
+    /// sampling could have added to it.
+    pub noise: f64,
+}
+
+impl Comparison {
+    /// The criterion: CLT's effect on the median is smaller than
+    /// the noise between two repeated runs without CLT. `None` when the
+    /// run has no CLT phase or fewer than two CLT-off phases to compare.
+    pub fn below_noise(&self) -> Option<bool> {
+        Some(self.clt_effect?.value.abs() < self.noise?)
+    }
+}
+
 /// For the congestion run: congested+CLT against congested. For the
-/// overhead run: CLT against both CLT-off phases pooled (they come before
-/// and after it, so a steady drift cancels), and the noise between those
-/// two phases.
+/// overhead run: every CLT phase against every CLT-off phase, pooled (they
+/// alternate, starting and ending without CLT, so a steady drift cancels),
+/// and the noise of each pair of consecutive CLT-off phases.
 pub fn comparison(spec: &RunSpec, samples: &[Sample]) -> Comparison {
-    let with: Vec<usize> = (0..spec.phases.len())
-        .filter(|&i| spec.phases[i].clt)
-        .collect();
-    let Some(&on) = with.first() else {
+    let Some(cong) = spec.phases.iter().find(|p| p.clt).map(|p| p.congested) else {
         return Comparison {
             what: "no CLT phase".into(),
             clt_effect: None,
-            off_off: None,
+            off_pairs: Vec::new(),
             noise: None,
         };
     };
-    let cong = spec.phases[on].congested;
-    let offs: Vec<usize> = (0..spec.phases.len())
-        .filter(|&i| !spec.phases[i].clt && spec.phases[i].congested == cong)
-        .collect();
-    let on_b = blocks(samples, spec.name, on);
-    let pooled: Vec<Vec<f64>> = offs
-        .iter()
-        .flat_map(|&i| blocks(samples, spec.name, i))
-        .collect();
-    let (off_off, noise) = match offs.as_slice() {
-        [a, b, ..] => {
+    let (with, without): (Vec<usize>, Vec<usize>) = (0..spec.phases.len())
+        .filter(|&i| spec.phases[i].congested == cong)
+        .partition(|&i| spec.phases[i].clt);
+    let pooled = |phases: &[usize]| -> Vec<Vec<f64>> {
+        phases
+            .iter()
+            .flat_map(|&i| blocks(samples, spec.name, i))
+            .collect()
+    };
+    let off_pairs: Vec<OffPair> = without
+        .windows(2)
+        .filter_map(|w| {
             let (a, b) = (
-                blocks(samples, spec.name, *a),
-                blocks(samples, spec.name, *b),
+                blocks(samples, spec.name, w[0]),
+                blocks(samples, spec.name, w[1]),
             );
-            (
-                stats::block_median_diff(&a, &b, ROUNDS, 0.95),
-                stats::run_to_run_noise(&a, &b, ROUNDS, 0.95),
-            )
-        }
-        _ => (None, None),
+            Some(OffPair {
+                earlier: spec.phases[w[0]].name.clone(),
+                later: spec.phases[w[1]].name.clone(),
+                diff: stats::block_median_diff(&a, &b, ROUNDS, 0.95)?,
+                noise: stats::run_to_run_noise(&a, &b, ROUNDS, 0.95)?,
+            })
+        })
+        .collect();
+    let noise = (!off_pairs.is_empty())
+        .then(|| off_pairs.iter().map(|p| p.noise).sum::<f64>() / off_pairs.len() as f64);
+    let names = |phases: &[usize]| -> String {
+        phases
+            .iter()
+            .map(|&i| spec.phases[i].name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
     };
     Comparison {
         what: format!(
             "{}: median({}) - median({})",
             spec.name,
-            spec.phases[on].name,
-            offs.iter()
-                .map(|&i| spec.phases[i].name)
-                .collect::<Vec<_>>()
-                .join(" + ")
+            names(&with),
+            names(&without)
         ),
-        clt_effect: stats::block_median_diff(&pooled, &on_b, ROUNDS, 0.95),
-        off_off,
+        clt_effect: stats::block_median_diff(&pooled(&without), &pooled(&with), ROUNDS, 0.95),
+        off_pairs,
         noise,
     }
 }
@@ -213,26 +242,36 @@ pub fn summary_markdown(
                 "\n(Under congestion the RTT is the queue's fill level, which the bulk transfers' TCP dynamics move by tens of ms between phases; this difference says nothing about CLT's cost, the overhead run does.)"
             );
         }
-        if c.off_off.is_some() {
+        for p in &c.off_pairs {
             let _ = writeln!(
                 s,
-                "\nmedian(second CLT-off phase) - median(first): {}\n\nNoise between two repeated runs without CLT (the larger end, in absolute value, of that difference's 95% interval; intervals are block bootstraps of {BLOCK_SECS} s blocks): {:.4} ms",
-                est(&c.off_off),
-                c.noise.unwrap_or(f64::NAN)
+                "\nmedian({}) - median({}): {:+.4} ms [95% CI {:+.4}, {:+.4}], noise {:.4} ms",
+                p.later, p.earlier, p.diff.value, p.diff.lo, p.diff.hi, p.noise
             );
-            if let (Some(e), Some(n)) = (&c.clt_effect, c.noise) {
-                let _ = writeln!(
-                    s,
-                    "\nCLT's median shift |{:.4}| ms is {} the noise bound {:.4} ms.",
-                    e.value,
-                    if e.value.abs() < n {
-                        "below"
-                    } else {
-                        "NOT below"
-                    },
-                    n
-                );
-            }
+        }
+        if let Some(n) = c.noise {
+            let _ = writeln!(
+                s,
+                "\nNoise between two repeated runs without CLT ({}): {n:.4} ms",
+                if c.off_pairs.len() == 1 {
+                    format!(
+                        "the larger end, in absolute value, of that difference's 95% interval; intervals are block bootstraps of {BLOCK_SECS} s blocks"
+                    )
+                } else {
+                    format!(
+                        "the mean over the {} pairs of consecutive CLT-off phases of the larger end, in absolute value, of their difference's 95% interval; intervals are block bootstraps of {BLOCK_SECS} s blocks",
+                        c.off_pairs.len()
+                    )
+                }
+            );
+        }
+        if let (Some(e), Some(n), Some(below)) = (&c.clt_effect, c.noise, c.below_noise()) {
+            let _ = writeln!(
+                s,
+                "\nCLT's median shift |{:.4}| ms is {} the noise bound {n:.4} ms.",
+                e.value,
+                if below { "below" } else { "NOT below" },
+            );
         }
         let _ = writeln!(s);
         comps.push(c);
@@ -569,4 +608,92 @@ pub fn write_all(
         println!("  {}", f.display());
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::overhead_run;
+
+    /// Samples of `spec` at 200 requests/s for `secs` per phase: a
+    /// pseudo-random spread of 0.04 ms around 0.1 ms, plus `cost` ms in the
+    /// CLT phases and `drift` ms per phase.
+    fn synthetic(spec: &RunSpec, secs: usize, cost: f64, drift: f64) -> Vec<Sample> {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut out = Vec::new();
+        for (i, p) in spec.phases.iter().enumerate() {
+            for k in 0..secs * 200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let spread = (x % 1000) as f64 / 1000.0 * 0.04;
+                out.push(Sample {
+                    run: spec.name.into(),
+                    phase: i,
+                    phase_name: p.name.clone(),
+                    t_s: (i * secs) as f64 + k as f64 / 200.0,
+                    rtt_ms: 0.1 + spread + drift * i as f64 + if p.clt { cost } else { 0.0 },
+                    clt: p.clt,
+                    congested: p.congested,
+                    status: 200,
+                    trace_id: String::new(),
+                    span_id: String::new(),
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn overhead_runs_alternate_starting_and_ending_without_clt() {
+        let names = |c| -> Vec<String> {
+            overhead_run(c)
+                .phases
+                .iter()
+                .map(|p| format!("{}{}", p.name, if p.clt { "+" } else { "" }))
+                .collect()
+        };
+        assert_eq!(names(1), ["off", "clt+", "off-again"]);
+        assert_eq!(
+            names(3),
+            ["off", "clt+", "off-2", "clt-2+", "off-3", "clt-3+", "off-4"]
+        );
+        assert_eq!(names(0), names(1));
+    }
+
+    #[test]
+    fn a_cost_above_the_noise_is_seen_and_none_is_not() {
+        let run = overhead_run(3);
+        // No cost: the effect is far below the noise.
+        let c = comparison(&run, &synthetic(&run, 5, 0.0, 0.0));
+        assert_eq!(c.off_pairs.len(), 3);
+        let e = c.clt_effect.unwrap();
+        assert!(e.value.abs() < 0.005, "{e:?}");
+        assert_eq!(c.below_noise(), Some(true), "{c:?}");
+        // 0.02 ms on every CLT request: above the noise of these phases.
+        let c = comparison(&run, &synthetic(&run, 5, 0.02, 0.0));
+        let e = c.clt_effect.unwrap();
+        assert!((e.value - 0.02).abs() < 0.005, "{e:?}");
+        assert_eq!(c.below_noise(), Some(false), "{c:?}");
+        // A steady drift cancels: CLT phases sit between CLT-off ones, and
+        // the drift widens the noise instead.
+        let c = comparison(&run, &synthetic(&run, 5, 0.0, 0.01));
+        assert!(c.clt_effect.unwrap().value.abs() < 0.005, "{c:?}");
+        assert!(c.noise.unwrap() >= 0.02, "{c:?}");
+        assert_eq!(c.below_noise(), Some(true));
+    }
+
+    #[test]
+    fn the_congestion_run_has_an_effect_but_no_noise() {
+        let run = crate::load::congestion_run();
+        let c = comparison(&run, &synthetic(&run, 5, 0.0, 0.0));
+        assert!(c.clt_effect.is_some());
+        assert!(c.off_pairs.is_empty() && c.noise.is_none());
+        assert_eq!(c.below_noise(), None);
+        assert!(
+            c.what.contains("median(congested+clt) - median(congested)"),
+            "{}",
+            c.what
+        );
+    }
 }

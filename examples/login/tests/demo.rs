@@ -8,7 +8,7 @@
 
 use clt_collector::store::Store;
 use clt_login_demo::load::{Sample, congestion_run, overhead_run};
-use clt_login_demo::report::{ROUNDS, blocks, network_spans, router_queue_depth, rtts};
+use clt_login_demo::report::{blocks, comparison, network_spans, router_queue_depth, rtts};
 use clt_login_demo::stats;
 use clt_testkit::skip;
 use std::process::Command;
@@ -137,7 +137,8 @@ fn short_demo_shows_congestion_queue_depth_and_no_clt_cost() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (out, samples) = run_demo(&["--router", "linux"]);
+    let cycles = OVERHEAD_CYCLES.to_string();
+    let (out, samples) = run_demo(&["--router", "linux", "--overhead-cycles", &cycles]);
     for f in ["rtt-overhead.png", "rtt-overhead.svg"] {
         let len = std::fs::metadata(out.path().join(f)).map_or(0, |m| m.len());
         assert!(len > 0, "{f} missing or empty");
@@ -146,66 +147,64 @@ fn short_demo_shows_congestion_queue_depth_and_no_clt_cost() {
     check_agent_wakeups(out.path());
 
     // 3. CLT's cost without congestion: the shift of the median RTT with CLT
-    // (against both CLT-off phases pooled: they sandwich the CLT phase, so a
-    // steady drift cancels) is smaller than the noise between two repeated
-    // runs without CLT: the larger end, in absolute value, of the 95%
-    // block-bootstrap interval of median(off-again) - median(off)
-    // (stats::run_to_run_noise).
-    let run = overhead_run();
-    let off1 = blocks(&samples, run.name, 0);
-    let on = blocks(&samples, run.name, 1);
-    let off2 = blocks(&samples, run.name, 2);
-    assert!(
-        off1.len() >= 4 && off2.len() >= 4 && on.len() >= 4,
-        "too few blocks: {} {} {}",
-        off1.len(),
-        on.len(),
-        off2.len()
-    );
-    let pooled: Vec<Vec<f64>> = off1.iter().chain(&off2).cloned().collect();
-    let effect = stats::block_median_diff(&pooled, &on, ROUNDS, 0.95).unwrap();
-    let off_off = stats::block_median_diff(&off1, &off2, ROUNDS, 0.95).unwrap();
-    let noise = stats::run_to_run_noise(&off1, &off2, ROUNDS, 0.95).unwrap();
+    // (every CLT phase against every CLT-off phase, pooled: they alternate,
+    // so a steady drift cancels) is smaller than the noise between two
+    // repeated runs without CLT (the mean over the pairs of consecutive
+    // CLT-off phases of the larger end, in absolute value, of the 95%
+    // block-bootstrap interval of their difference; report::comparison).
+    // One pair, as in the paper's off, on, off, is a single draw of that
+    // noise, and the criterion held in only about 9 of 10 runs; with
+    // OVERHEAD_CYCLES CLT phases the effect is measured against that many
+    // CLT-off phases and the noise over that many pairs.
+    let run = overhead_run(OVERHEAD_CYCLES);
+    for i in 0..run.phases.len() {
+        let b = blocks(&samples, run.name, i);
+        assert!(
+            b.len() >= 4,
+            "phase {} has {} blocks",
+            run.phases[i].name,
+            b.len()
+        );
+    }
+    let c = comparison(&run, &samples);
+    let medians: Vec<String> = (0..run.phases.len())
+        .map(|i| {
+            format!(
+                "{} {:.4}",
+                run.phases[i].name,
+                median(&rtts(&samples, run.name, i))
+            )
+        })
+        .collect();
+    let effect = c.clt_effect.expect("a CLT effect");
+    let noise = c.noise.expect("a noise estimate");
     eprintln!(
-        "overhead run: medians off {:.4} clt {:.4} off-again {:.4} ms; CLT effect {:+.4} ms [95% CI {:+.4}, {:+.4}], off-again - off {:+.4} ms [{:+.4}, {:+.4}], noise {noise:.4} ms",
-        median(&off1.concat()),
-        median(&on.concat()),
-        median(&off2.concat()),
+        "overhead run: medians (ms) {}; CLT effect {:+.4} ms [95% CI {:+.4}, {:+.4}]; noise {noise:.4} ms over {} pairs of CLT-off phases ({})",
+        medians.join(", "),
         effect.value,
         effect.lo,
         effect.hi,
-        off_off.value,
-        off_off.lo,
-        off_off.hi,
+        c.off_pairs.len(),
+        c.off_pairs
+            .iter()
+            .map(|p| format!("{:+.4}/{:.4}", p.diff.value, p.noise))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    // The criterion, |effect| < noise, is reported, not asserted.
-    // With the agent's wakeups batched, CLT's cost is what the request
-    // path itself pays: one setsockopt and the IOAM header through the
-    // entry's, the router's and the server's kernels, about +0.02 ms on a
-    // 0.1 ms RTT (docs/login-demo.md, results). Noise between two CLT-off
-    // phases ranges from under 0.01 ms on a steady machine to over 0.1 ms
-    // on a busy one, so an assertion on the criterion would pass or fail
-    // with the machine's load. What is asserted is that the cost stays
-    // within a bound far above what was measured, which catches a
-    // regression such as the header rebuilt per request or the telemetry
-    // blocking the requests; check_agent_wakeups catches an agent that
-    // wakes per event again, whatever the load.
-    if effect.value.abs() < noise {
-        eprintln!("CLT's cost is below the noise between two CLT-off runs");
-    } else {
-        eprintln!(
-            "note: CLT's cost ({:+.4} ms) is NOT below the noise between two CLT-off runs ({noise:.4} ms)",
-            effect.value
-        );
-    }
-    assert!(
-        effect.value < MAX_CLT_COST_MS,
-        "CLT shifts the median RTT by {:+.4} ms [95% CI {:+.4}, {:+.4}], more than {MAX_CLT_COST_MS} ms",
+    assert_eq!(c.off_pairs.len(), OVERHEAD_CYCLES);
+    assert_eq!(
+        c.below_noise(),
+        Some(true),
+        "CLT shifts the median RTT by {:+.4} ms [95% CI {:+.4}, {:+.4}], not below the noise between two CLT-off runs, {noise:.4} ms",
         effect.value,
         effect.lo,
         effect.hi
     );
 }
+
+/// CLT-on phases in the test's overhead run (`--overhead-cycles`): with
+/// 5 s phases, 11 phases in all.
+const OVERHEAD_CYCLES: usize = 5;
 
 /// The agent's wakeups per login request in the overhead run's CLT phase
 /// (summary.json's `costs`): with batched wakeups about 0.4 at 200
@@ -238,10 +237,6 @@ fn check_agent_wakeups(out: &std::path::Path) {
 
 /// See [`check_agent_wakeups`].
 const MAX_AGENT_WAKEUPS_PER_REQUEST: f64 = 1.0;
-
-/// The largest shift of the median RTT the test accepts from CLT, ms:
-/// several times the +0.02 to +0.06 ms measured with the Linux router.
-const MAX_CLT_COST_MS: f64 = 0.25;
 
 #[test]
 fn short_demo_with_a_bmv2_router() {
