@@ -155,6 +155,19 @@ fn hop_by_hop_packets_are_logged_once_and_others_not() {
     let Pair { tx, rx, ifindex } = pair();
     let (rule, mut nflog, _sink) = install(&rx, ifindex);
     assert_eq!(tables(&rx), vec![TABLE.to_string()]);
+    // The name is taken by a table another socket owns: the kernel
+    // refuses (EPERM), and the error says why.
+    let again = netns::run_in(Some(rx.name()), move || LogRule::install(&spec(ifindex)));
+    match again {
+        Err(e @ clt_linux::Error::Kernel { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(TABLE) && text.contains("owned by another netlink socket"),
+                "{text}"
+            );
+        }
+        other => panic!("a second table of the same name: {other:?}"),
+    }
     if let Some(nft) = clt_testkit::skip::find_tool("nft") {
         // A second opinion: nft reads the rule back as we meant it.
         let listed = rx.exec(&[nft.to_str().unwrap(), "list", "ruleset"]);
@@ -294,4 +307,93 @@ fn the_sinks_own_ioam_entry_is_in_the_logged_packet() {
         .map(|n| n.hop_limit_node_id.unwrap().node_id)
         .collect();
     assert_eq!(nodes, vec![NODE_ID], "the receiver's own entry, filled");
+}
+
+#[test]
+fn a_full_receive_buffer_is_counted_not_fatal() {
+    skip_if!(clt_testkit::skip::netns_unavailable());
+    let Pair { tx, rx, ifindex } = pair();
+    let (_rule, mut nflog, _sink) = netns::run_in(Some(rx.name()), move || {
+        let rule = LogRule::install(&LogRuleSpec {
+            qthreshold: 4,
+            ..spec(ifindex)
+        })?;
+        // The smallest buffer the kernel allows: room for about one batch.
+        let cfg = NflogConfig {
+            flush_timeout: Duration::from_millis(10),
+            recv_buffer: 0,
+            ..NflogConfig::default()
+        };
+        let sink = UdpSocket::bind("[::]:4000").unwrap();
+        Ok((rule, NflogSocket::open(GROUP, &cfg)?, sink))
+    })
+    .unwrap();
+    let n = 200;
+    send(&tx, Some(HBH_PADN.to_vec()), vec![vec![0; 512]; n]);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut packets = 0;
+    let stats = nflog.drain(|_| packets += 1).unwrap();
+    assert!(stats.overruns >= 1, "{stats:?}");
+    assert!(packets >= 1 && packets < n as u64, "{stats:?}");
+    assert_eq!((stats.packets, stats.malformed), (packets, 0));
+    // The socket still works.
+    send(&tx, Some(HBH_PADN.to_vec()), vec![b"after".to_vec()]);
+    let got = logged(&mut nflog, 1);
+    assert_eq!(
+        got.iter().map(Logged::udp_data).collect::<Vec<_>>(),
+        vec![b"after".to_vec()]
+    );
+}
+
+/// Drops `CAP_NET_ADMIN` from the calling thread's effective set
+/// (capabilities are per thread).
+fn drop_net_admin() {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_ADMIN: u32 = 12;
+    let mut h = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: the header and two data structs of capability version 3, as
+    // capget(2) and capset(2) expect; both outlive the calls.
+    unsafe {
+        assert_eq!(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()), 0);
+        d[0].effective &= !(1 << CAP_NET_ADMIN);
+        assert_eq!(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()), 0);
+    }
+}
+
+#[test]
+fn without_cap_net_admin_the_errors_say_so() {
+    skip_if!(clt_testkit::skip::netns_unavailable());
+    let Pair { rx, ifindex, .. } = pair();
+    let (rule, nflog) = netns::run_in(Some(rx.name()), move || {
+        drop_net_admin();
+        Ok((
+            LogRule::install(&spec(ifindex)).map(drop),
+            NflogSocket::open(GROUP, &NflogConfig::default()).map(drop),
+        ))
+    })
+    .unwrap();
+    for r in [rule, nflog] {
+        let text = r.unwrap_err().to_string();
+        assert!(
+            text.contains("Operation not permitted") && text.contains("CAP_NET_ADMIN is needed"),
+            "{text}"
+        );
+    }
+    assert!(tables(&rx).is_empty());
 }

@@ -219,25 +219,6 @@ impl NflogSocket {
         let len = 2 * cfg.nlbufsiz as usize + cfg.copy_range as usize + 4096;
         let mut sock = nfnl::Socket::open(len)?;
         let fd = sock.fd();
-        if sys::set_int(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            clamp(cfg.recv_buffer),
-        )
-        .is_err()
-        {
-            sys::set_int(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                clamp(cfg.recv_buffer),
-            )
-            .map_err(|error| Error::Socket {
-                op: "SO_RCVBUF",
-                error,
-            })?;
-        }
         sys::set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).map_err(|error| {
             Error::Socket {
                 op: "SO_TIMESTAMPNS",
@@ -287,7 +268,7 @@ impl NflogSocket {
             );
             acks.push((seq, what));
         }
-        sock.transact(&bytes, &acks).map_err(|e| match e {
+        sock.transact(&bytes, &acks, &bind_op).map_err(|e| match e {
             Error::Kernel { op, error, .. }
                 if op == bind_op
                     && matches!(error.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) =>
@@ -307,6 +288,17 @@ impl NflogSocket {
             },
             e => e,
         })?;
+        // After the acks, so that a small buffer cannot lose them.
+        let fd = sock.fd();
+        let size = i32::try_from(cfg.recv_buffer).unwrap_or(i32::MAX);
+        if sys::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size).is_err() {
+            sys::set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size).map_err(|error| {
+                Error::Socket {
+                    op: "SO_RCVBUF",
+                    error,
+                }
+            })?;
+        }
         Ok(NflogSocket { sock, group })
     }
 
@@ -376,10 +368,6 @@ impl NflogSocket {
         }
         Ok(stats)
     }
-}
-
-fn clamp(bytes: usize) -> i32 {
-    i32::try_from(bytes).unwrap_or(i32::MAX)
 }
 
 impl Drop for NflogSocket {

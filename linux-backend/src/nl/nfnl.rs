@@ -304,12 +304,14 @@ impl Socket {
         }
     }
 
-    /// Sends `bytes` (one or more requests) and waits for the acks of
-    /// `acks` (sequence number, what it does): the first error is returned
-    /// with its request's description. Other messages (e.g. packets
-    /// multicast meanwhile) are dropped.
-    pub fn transact(&mut self, bytes: &[u8], acks: &[(u32, &str)]) -> Result<(), Error> {
-        let op = acks.first().map(|a| a.1).unwrap_or("netfilter request");
+    /// Sends `bytes` (one or more requests, described by `op`) and waits
+    /// for the acks of `acks` (sequence number, what it does): the first
+    /// error is returned with its request's description, or with `op` when
+    /// it answers a message that asked for no ack (the kernel refuses a
+    /// whole nf_tables batch, e.g. without `CAP_NET_ADMIN`, by answering its
+    /// first message). Other messages (e.g. packets multicast meanwhile)
+    /// are dropped.
+    pub fn transact(&mut self, bytes: &[u8], acks: &[(u32, &str)], op: &str) -> Result<(), Error> {
         self.send(bytes, op)?;
         let mut pending: Vec<(u32, &str)> = acks.to_vec();
         while !pending.is_empty() {
@@ -327,8 +329,6 @@ impl Socket {
                 }
                 let ack = Ack::parse(&msg)?;
                 let Some(i) = pending.iter().position(|p| p.0 == msg.seq) else {
-                    // An error the kernel answers to a message that asked
-                    // for no ack (e.g. a batch's begin): the batch failed.
                     if ack.errno != 0 && failed.is_none() {
                         failed = Some(ack.into_error(op));
                     }

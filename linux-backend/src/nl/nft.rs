@@ -223,18 +223,32 @@ fn rule_expressions(w: &mut NlaWriter, spec: &LogRuleSpec) {
     });
 }
 
-/// Turns the kernel's refusal into what the operator can act on.
-fn explain(e: Error, rule_op: &str) -> Error {
+/// Turns the kernel's refusal into what the operator can act on: `batch_op`
+/// describes the whole batch (the kernel answers its first message when it
+/// refuses all of it), `table_op` and `rule_op` two of its changes.
+fn explain(e: Error, batch_op: &str, table_op: &str, rule_op: &str) -> Error {
     let Error::Kernel { op, error, detail } = e else {
         return e;
     };
+    let with = |why: &str| {
+        Some(
+            detail
+                .clone()
+                .map_or(why.to_string(), |d| format!("{d}; {why}")),
+        )
+    };
     match error.raw_os_error() {
-        Some(libc::EPERM) => Error::Kernel {
+        Some(libc::EPERM) if op == batch_op => Error::Kernel {
+            detail: with("CAP_NET_ADMIN is needed"),
             op,
             error,
-            detail: Some(detail.map_or("CAP_NET_ADMIN is needed".into(), |d| {
-                format!("{d}; CAP_NET_ADMIN is needed")
-            })),
+        },
+        Some(libc::EPERM) if op == table_op => Error::Kernel {
+            detail: with(
+                "the table is owned by another netlink socket (flags owner), e.g. another agent",
+            ),
+            op,
+            error,
         },
         Some(libc::EOPNOTSUPP | libc::EPROTONOSUPPORT) => Error::Unsupported(format!(
             "{op}: the kernel has no nf_tables (CONFIG_NF_TABLES): {error}"
@@ -296,8 +310,9 @@ impl LogRule {
                 ),
             ],
         );
-        sock.transact(&bytes, &acks)
-            .map_err(|e| explain(e, &rule_op))?;
+        let batch_op = format!("install nf_tables log rule in table ip6 {}", spec.table);
+        sock.transact(&bytes, &acks, &batch_op)
+            .map_err(|e| explain(e, &batch_op, &table_op, &rule_op))?;
         Ok(LogRule {
             sock,
             table: spec.table.clone(),
@@ -332,7 +347,7 @@ impl LogRule {
                 &op,
             )],
         );
-        self.sock.transact(&bytes, &acks)
+        self.sock.transact(&bytes, &acks, &op)
     }
 }
 
@@ -375,7 +390,7 @@ pub fn tables() -> Result<Vec<String>, Error> {
             Err(e) => bad = Some(e),
         }
     })
-    .map_err(|e| explain(e, ""))?;
+    .map_err(|e| explain(e, "dump nf_tables tables", "", ""))?;
     match bad {
         Some(e) => Err(e),
         None => Ok(names),
@@ -471,6 +486,41 @@ mod tests {
         assert_eq!(msgs[0].payload, &[0, 0, 0, 10]);
         assert_eq!(msgs[1].payload[0], NFPROTO_IPV6);
         assert_eq!(bytes.len(), 3 * NLMSG_HDRLEN + 3 * 4 + 8);
+    }
+
+    #[test]
+    fn kernel_refusals_are_explained() {
+        let kernel = |op: &str, errno| Error::Kernel {
+            op: op.into(),
+            error: std::io::Error::from_raw_os_error(errno),
+            detail: None,
+        };
+        let explained = |op, errno| explain(kernel(op, errno), "batch", "table", "rule");
+        assert!(
+            matches!(explained("batch", libc::EOPNOTSUPP), Error::Unsupported(m) if m.contains("CONFIG_NF_TABLES"))
+        );
+        assert!(
+            matches!(explained("rule", libc::ENOENT), Error::Unsupported(m) if m.contains("CONFIG_NFT_LOG"))
+        );
+        assert!(matches!(
+            explained("table", libc::ENOENT),
+            Error::Kernel { .. }
+        ));
+        assert!(
+            explained("batch", libc::EPERM)
+                .to_string()
+                .contains("CAP_NET_ADMIN")
+        );
+        assert!(
+            explained("table", libc::EPERM)
+                .to_string()
+                .contains("owned by another")
+        );
+        assert!(
+            !explained("rule", libc::EPERM)
+                .to_string()
+                .contains("CAP_NET_ADMIN")
+        );
     }
 
     #[test]
