@@ -168,6 +168,17 @@ fn hop_by_hop_packets_are_logged_once_and_others_not() {
         }
         other => panic!("a second table of the same name: {other:?}"),
     }
+    // The group is taken: EBUSY, as the agent's search for a free one
+    // expects.
+    let taken = netns::run_in(Some(rx.name()), || {
+        NflogSocket::open(GROUP, &NflogConfig::default()).map(drop)
+    });
+    match taken {
+        Err(clt_linux::Error::Kernel { error, detail, .. }) => {
+            assert_eq!(error.raw_os_error(), Some(libc::EBUSY), "{detail:?}");
+        }
+        other => panic!("a second socket on group {GROUP}: {other:?}"),
+    }
     if let Some(nft) = clt_testkit::skip::find_tool("nft") {
         // A second opinion: nft reads the rule back as we meant it.
         let listed = rx.exec(&[nft.to_str().unwrap(), "list", "ruleset"]);

@@ -194,6 +194,38 @@ impl<'a> NflogPacket<'a> {
     }
 }
 
+/// The kernel answers `EPERM` both without `CAP_NET_ADMIN` and when another
+/// socket has bound the group; `net_admin` (the thread's effective set) tells
+/// which. A taken group is reported as `EBUSY`, the kernel's own errno for
+/// binding a group twice.
+fn refused(op: String, group: u16, net_admin: Option<bool>) -> Error {
+    let (errno, why) = match net_admin {
+        Some(true) => (
+            libc::EBUSY,
+            format!("group {group} is bound by another socket (the kernel answered EPERM)"),
+        ),
+        Some(false) => (libc::EPERM, "CAP_NET_ADMIN is needed".to_string()),
+        None => (
+            libc::EPERM,
+            format!("CAP_NET_ADMIN is needed, or group {group} is bound by another socket"),
+        ),
+    };
+    Error::Kernel {
+        op,
+        error: io::Error::from_raw_os_error(errno),
+        detail: Some(why),
+    }
+}
+
+/// Whether the calling thread has `CAP_NET_ADMIN` (12) in its effective set
+/// (`CapEff` of `/proc/thread-self/status`); `None` when that cannot be read.
+fn has_net_admin() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    let eff = u64::from_str_radix(hex.trim(), 16).ok()?;
+    Some(eff & (1 << 12) != 0)
+}
+
 /// A config command: what it does (for errors), what writes its attributes.
 type Command<'a> = (&'a str, &'a dyn Fn(&mut NlaWriter));
 
@@ -210,7 +242,9 @@ fn config_type() -> u16 {
 
 impl NflogSocket {
     /// Binds to group `group` in the calling thread's network namespace and
-    /// configures it; also enables kernel receive timestamps
+    /// configures it. A group another socket has bound gives
+    /// [`Error::Kernel`] with `EBUSY`; a missing `CAP_NET_ADMIN`, `EPERM`.
+    /// Also enables kernel receive timestamps
     /// (`SO_TIMESTAMPNS`), without which the kernel may send packets with
     /// no `NFULA_TIMESTAMP`. Unbinds on drop (closing the socket does too).
     pub fn open(group: u16, cfg: &NflogConfig) -> Result<NflogSocket, Error> {
@@ -277,15 +311,9 @@ impl NflogSocket {
                     "{op}: the kernel has no nfnetlink_log (CONFIG_NETFILTER_NETLINK_LOG): {error}"
                 ))
             }
-            Error::Kernel {
-                op,
-                error,
-                detail: None,
-            } if error.raw_os_error() == Some(libc::EPERM) => Error::Kernel {
-                op,
-                error,
-                detail: Some("CAP_NET_ADMIN is needed".into()),
-            },
+            Error::Kernel { op, error, .. } if error.raw_os_error() == Some(libc::EPERM) => {
+                refused(op, group, has_net_admin())
+            }
             e => e,
         })?;
         // After the acks, so that a small buffer cannot lose them.
@@ -495,6 +523,30 @@ mod tests {
             p.emit(&mut out);
             proptest::prop_assert_eq!(NflogPacket::parse(&out).unwrap(), p);
         }
+    }
+
+    #[test]
+    fn eperm_is_told_apart_by_the_threads_capabilities() {
+        let errno = |e: Error| match e {
+            Error::Kernel { error, detail, .. } => {
+                (error.raw_os_error(), detail.unwrap_or_default())
+            }
+            other => panic!("{other:?}"),
+        };
+        let (busy, why) = errno(refused("bind".into(), 3, Some(true)));
+        assert_eq!(busy, Some(libc::EBUSY));
+        assert!(why.contains("group 3 is bound by another socket"), "{why}");
+        assert_eq!(
+            errno(refused("bind".into(), 3, Some(false))).0,
+            Some(libc::EPERM)
+        );
+        let (perm, why) = errno(refused("bind".into(), 3, None));
+        assert!(
+            perm == Some(libc::EPERM) && why.contains("CAP_NET_ADMIN"),
+            "{why}"
+        );
+        // This thread can read its own capabilities.
+        assert!(has_net_admin().is_some());
     }
 
     #[test]
