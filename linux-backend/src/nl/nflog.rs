@@ -373,12 +373,13 @@ impl NflogSocket {
                 }
             };
             let buf = &self.sock.buf;
-            if n > buf.len() {
-                stats.malformed += 1;
-            }
+            // A datagram longer than the buffer was cut: its whole messages
+            // are read, the cut one counts once.
+            let cut = n > buf.len();
+            stats.malformed += u64::from(cut);
             for msg in NlMsgIter::new(&buf[..n.min(buf.len())]) {
                 let Ok(msg) = msg else {
-                    stats.malformed += 1;
+                    stats.malformed += u64::from(!cut);
                     break;
                 };
                 if msg.ty != nfnl::msg_type(SUBSYS_ULOG, MSG_PACKET) {
