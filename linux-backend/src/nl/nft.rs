@@ -98,7 +98,8 @@ pub struct LogRuleSpec {
     pub ifindex: u32,
     /// The nfnetlink_log group ([`super::nflog::NflogSocket::open`]).
     pub group: u16,
-    /// Bytes of each packet copied, from the IPv6 header (0: the whole).
+    /// Bytes of each packet copied, from the IPv6 header (0: the group's
+    /// copy range alone).
     pub snaplen: u32,
     /// Packets the kernel queues before it sends a batch (0: the group's).
     pub qthreshold: u16,
