@@ -112,16 +112,20 @@ fn setsockopt<T>(fd: i32, level: i32, name: i32, value: &T, what: &str) -> Resul
     if r < 0 { Err(os_err(what)) } else { Ok(()) }
 }
 
+/// The index of `interface` in the calling thread's network namespace.
+pub fn ifindex(interface: &str) -> Result<u32, Error> {
+    let name = CString::new(interface).map_err(|_| Error::Capture("bad interface name".into()))?;
+    // SAFETY: `name` is a valid C string.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(Error::Capture(format!("no interface {interface}"))),
+        i => Ok(i),
+    }
+}
+
 impl Capture {
     /// Opens a capture on `interface` in the calling thread's network namespace.
     pub fn open(interface: &str, cfg: RingConfig) -> Result<Capture, Error> {
-        let name =
-            CString::new(interface).map_err(|_| Error::Capture("bad interface name".into()))?;
-        // SAFETY: `name` is a valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if ifindex == 0 {
-            return Err(Error::Capture(format!("no interface {interface}")));
-        }
+        let ifindex = ifindex(interface)?;
         // SAFETY: plain socket(2) call; the result is checked.
         let raw = unsafe {
             libc::socket(

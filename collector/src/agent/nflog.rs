@@ -20,7 +20,6 @@
 //! them when the agent exits, however it exits.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -62,15 +61,6 @@ impl std::fmt::Debug for NflogSource {
     }
 }
 
-fn ifindex(name: &str) -> Result<u32, Error> {
-    let c = CString::new(name).map_err(|_| Error::Capture("bad interface name".into()))?;
-    // SAFETY: `c` is a valid C string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(Error::Capture(format!("no interface {name}"))),
-        i => Ok(i),
-    }
-}
-
 fn log_err(e: clt_linux::Error) -> Error {
     Error::Capture(format!("nf_tables log: {e}"))
 }
@@ -84,7 +74,7 @@ impl NflogSource {
     pub fn open(interfaces: &[String], batch: Duration) -> Result<NflogSource, Error> {
         let names: HashMap<u32, String> = interfaces
             .iter()
-            .map(|n| Ok((ifindex(n)?, n.clone())))
+            .map(|n| Ok((super::capture::ifindex(n)?, n.clone())))
             .collect::<Result<_, Error>>()?;
         let qthreshold: u16 = if batch.is_zero() { 1 } else { 64 };
         let cfg = NflogConfig {

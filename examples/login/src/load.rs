@@ -100,10 +100,7 @@ pub fn overhead_run(cycles: usize) -> RunSpec {
         title: if cycles == 1 {
             "RTT, three phases without congestion (paper fig. 11)".into()
         } else {
-            format!(
-                "RTT, {} phases without congestion, CLT off and on alternately (paper fig. 11 has off, on, off)",
-                phases.len()
-            )
+            format!("RTT, no congestion, CLT off and on {cycles} times (paper fig. 11: once)")
         },
         phases,
     }

@@ -73,7 +73,7 @@ where
     let clipped = rtts.iter().filter(|&&r| r > top).count();
     let caption = if clipped > 0 {
         format!(
-            "{} ({clipped} point(s) above the axis drawn at its top)",
+            "{} ({clipped} above the axis, drawn at its top)",
             spec.title
         )
     } else {
@@ -110,12 +110,8 @@ where
                 shade.filled(),
             )))
             .map_err(err)?;
-        let label = format!(
-            "{}. {}{}",
-            i + 1,
-            phase.name,
-            if phase.clt { " (CLT on)" } else { "" }
-        );
+        // The names say whether CLT is on; the points' colour too.
+        let label = format!("{}. {}", i + 1, phase.name);
         chart
             .draw_series(std::iter::once(Text::new(
                 label,
