@@ -420,6 +420,24 @@ pub fn spawn_captures(
     )
 }
 
+/// Spawns the thread `name` running `f`, which says through the sender it
+/// is given whether its sockets opened, and waits for that word: the
+/// thread, and what it said (when it is an error, the thread is ending).
+fn spawn_opened<E: Send + 'static>(
+    name: String,
+    f: impl FnOnce(std::sync::mpsc::Sender<Result<(), E>>) + Send + 'static,
+) -> Result<(std::thread::JoinHandle<()>, Result<(), E>), crate::Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || f(tx))
+        .map_err(|e| crate::Error::Io(format!("spawn thread {name}: {e}")))?;
+    let opened = rx.recv().map_err(|_| {
+        crate::Error::Io(format!("thread {name} ended before it opened its sockets"))
+    })?;
+    Ok((handle, opened))
+}
+
 /// Starts the agent. With [`Source::Auto`] or [`Source::Nflog`], one
 /// thread reading the nf_tables log of every interface ([`nflog`]); when
 /// that fails, [`Source::Auto`] says why in a log line and falls back to
@@ -438,7 +456,6 @@ pub fn spawn_agent(
     opts: AgentOptions,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, crate::Error> {
     if opts.source != Source::Capture {
-        let (rtx, rrx) = std::sync::mpsc::channel();
         let (ifs, ns, rep, st, sk, sp) = (
             interfaces.to_vec(),
             netns.clone(),
@@ -447,33 +464,29 @@ pub fn spawn_agent(
             sink.clone(),
             Arc::clone(&stop),
         );
-        let handle = std::thread::Builder::new()
-            .name("clt-agent-log".into())
-            .spawn(move || {
-                nflog::log_loop(
-                    &ifs,
-                    ns.as_deref(),
-                    &rep,
-                    &st,
-                    &sk,
-                    &sp,
-                    opts.batch_interval,
-                    rtx,
-                )
-            })
-            .map_err(|e| crate::Error::Capture(format!("spawn the log thread: {e}")))?;
-        match rrx.recv() {
-            Ok(Ok(())) => {
+        let (handle, opened) = spawn_opened("clt-agent-log".into(), move |ready| {
+            nflog::log_loop(
+                &ifs,
+                ns.as_deref(),
+                &rep,
+                &st,
+                &sk,
+                &sp,
+                opts.batch_interval,
+                ready,
+            )
+        })?;
+        match opened {
+            Ok(()) => {
                 stats.source_nflog.store(1, Ordering::Relaxed);
                 stats.own_hop_unavailable.store(0, Ordering::Relaxed);
                 return Ok(vec![handle]);
             }
-            Ok(Err(e)) if opts.source == Source::Auto => {
+            Err(e) if opts.source == Source::Auto => {
                 tracing::warn!(error = %e, "nf_tables log unavailable: capturing with AF_PACKET instead");
                 let _ = handle.join();
             }
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(crate::Error::Capture("log thread died".into())),
+            Err(e) => return Err(e),
         }
     }
     spawn_capture_agent(interfaces, netns, reporter, stats, sink, stop, opts)
@@ -504,7 +517,6 @@ fn spawn_capture_agent(
         tracing::info!("not listening to ioam6 trace events: reports lack this node's own entry");
     } else {
         let state = Arc::new(OwnHop::new(&opts));
-        let (rtx, rrx) = std::sync::mpsc::channel();
         let (netns, ev_stats, sink, stop, st) = (
             netns.clone(),
             Arc::clone(&stats),
@@ -512,22 +524,19 @@ fn spawn_capture_agent(
             Arc::clone(&stop),
             Arc::clone(&state),
         );
-        let handle = std::thread::Builder::new()
-            .name("clt-agent-ev".into())
-            .spawn(move || {
-                event_loop(
-                    netns.as_deref(),
-                    &st,
-                    &ev_stats,
-                    &sink,
-                    &stop,
-                    opts.batch_interval,
-                    rtx,
-                )
-            })
-            .map_err(|e| crate::Error::Events(format!("spawn the event thread: {e}")))?;
-        match rrx.recv() {
-            Ok(Ok(())) => {
+        let (handle, opened) = spawn_opened("clt-agent-ev".into(), move |ready| {
+            event_loop(
+                netns.as_deref(),
+                &st,
+                &ev_stats,
+                &sink,
+                &stop,
+                opts.batch_interval,
+                ready,
+            )
+        })?;
+        match opened {
+            Ok(()) => {
                 tracing::info!(
                     window_ms = opts.own_hop_window.as_millis() as u64,
                     "listening to ioam6 trace events: reports include this node's own entry"
@@ -536,16 +545,14 @@ fn spawn_capture_agent(
                 threads.push(handle);
                 own = Some(state);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "ioam6 trace events unavailable: reporting traces as captured, without this node's own entry");
                 stats.own_hop_unavailable.store(1, Ordering::Relaxed);
                 let _ = handle.join();
             }
-            Err(_) => return Err(crate::Error::Events("event thread died".into())),
         }
     }
     for ifname in interfaces {
-        let (rtx, rrx) = std::sync::mpsc::channel();
         let (ifname, netns, reporter, stats, sink, stop, own) = (
             ifname.clone(),
             netns.clone(),
@@ -555,31 +562,23 @@ fn spawn_capture_agent(
             Arc::clone(&stop),
             own.clone(),
         );
-        let spawned = std::thread::Builder::new()
-            .name(format!("clt-agent-{ifname}"))
-            .spawn(move || {
-                if let Err(e) = capture_loop(
-                    &ifname,
-                    netns.as_deref(),
-                    &reporter,
-                    &stats,
-                    &sink,
-                    &stop,
-                    Some(rtx),
-                    own.as_deref(),
-                    opts.ring(),
-                ) {
-                    tracing::error!(interface = %ifname, error = %e, "capture stopped");
-                }
-            });
-        threads.push(
-            spawned.map_err(|e| crate::Error::Capture(format!("spawn a capture thread: {e}")))?,
-        );
-        match rrx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(crate::Error::Capture(e)),
-            Err(_) => return Err(crate::Error::Capture("capture thread died".into())),
-        }
+        let (handle, opened) = spawn_opened(format!("clt-agent-{ifname}"), move |ready| {
+            if let Err(e) = capture_loop(
+                &ifname,
+                netns.as_deref(),
+                &reporter,
+                &stats,
+                &sink,
+                &stop,
+                Some(ready),
+                own.as_deref(),
+                opts.ring(),
+            ) {
+                tracing::error!(interface = %ifname, error = %e, "capture stopped");
+            }
+        })?;
+        threads.push(handle);
+        opened.map_err(crate::Error::Capture)?;
     }
     Ok(threads)
 }
