@@ -1,11 +1,16 @@
 //! The agent's rates. Always: parse+convert of a captured packet on one core,
-//! with a ratio against clt-wire's bare parse. As root: capture+parse+report
-//! on a veth pair between two network namespaces, fed by a UDP generator that
-//! marks every datagram with an IOAM trace and CLT ids (IPV6_HOPOPTS).
+//! with a ratio against clt-wire's bare parse, and the own-hop join
+//! (captured trace + the sink's ioam6 trace event) on one core.
 //!
-//! Also the own-hop join (captured trace + the sink's ioam6 trace event) on
-//! one core, and, in the capture run, the sink fills its entry and the
-//! agent joins it in from the kernel's events.
+//! As root: the agent on a veth pair between two network namespaces, fed by
+//! a UDP generator that marks every datagram with an IOAM trace and CLT ids
+//! (IPV6_HOPOPTS); the sink fills its own entry, as a real decapsulating
+//! node does. Three runs: no agent, the agent's nf_tables log, and its
+//! AF_PACKET capture with the ioam6 trace events joined in. veth delivers a
+//! packet in the sender's thread, so the generator's rate includes what the
+//! sink's kernel does per packet for the agent (the rule and the copy into
+//! the log's batch; or the ring copy and the trace event): the bench prints
+//! that cost per packet, each source against no agent in the same process.
 //!
 //! `cargo bench -p clt-collector --bench agent`
 
@@ -13,7 +18,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +28,7 @@ use clt_collector::agent::convert::{
 };
 use clt_collector::agent::report::AgentStats;
 use clt_collector::agent::sink::{Event, Key, SinkJoin};
-use clt_collector::agent::{Sink, spawn_captures};
+use clt_collector::agent::{AgentOptions, Sink, Source, spawn_agent};
 use clt_testkit::{Netns, veth};
 use clt_wire::{HopLimitNodeId, InterfaceIds, NodeRepr};
 
@@ -136,19 +140,24 @@ fn own_hop_rate() {
     );
 }
 
-fn capture_rate() {
-    if let Some(why) = clt_testkit::skip::netns_unavailable() {
-        println!("agent capture: skipped: {why}");
-        return;
-    }
+/// What one veth run measured.
+struct VethRun {
+    /// The generator's packets/s.
+    rate: f64,
+    line: String,
+}
+
+/// The generator's rate over `run` with the agent reading from `source`
+/// (`None`: no agent), on a fresh veth pair.
+fn veth_rate(source: Option<Source>, run: Duration) -> VethRun {
     let (a, b) = (Netns::new("cltbencha"), Netns::new("cltbenchb"));
     veth(&a, "va", &b, "vb");
     a.ip(&["addr", "add", "db01::1/64", "dev", "va", "nodad"]);
     b.ip(&["addr", "add", "db01::2/64", "dev", "vb", "nodad"]);
     a.ip(&["link", "set", "va", "up"]);
     b.ip(&["link", "set", "vb", "up"]);
-    // The sink fills its own entry (and, when the agent listens, raises an
-    // ioam6 trace event per packet), as a real decapsulating node does.
+    // The sink fills its own entry (and, when the agent listens to them,
+    // raises an ioam6 trace event per packet).
     b.ip(&["ioam", "namespace", "add", "123"]);
     b.sysctl("net.ipv6.ioam6_id", "2");
     b.sysctl("net.ipv6.conf.vb.ioam6_enabled", "1");
@@ -171,45 +180,39 @@ fn capture_rate() {
     });
     let stats = Arc::new(AgentStats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, _task) = {
-        let _g = rt.enter();
-        clt_collector::agent::report::start(
-            format!("http://{}", collector.ioam),
-            1 << 20,
+    let threads = source.map(|source| {
+        let (tx, _task) = {
+            let _g = rt.enter();
+            clt_collector::agent::report::start(
+                format!("http://{}", collector.ioam),
+                1 << 20,
+                Arc::clone(&stats),
+            )
+        };
+        spawn_agent(
+            &["vb".into()],
+            Some(b.name().to_owned()),
+            "bench".into(),
             Arc::clone(&stats),
+            Sink::Report(tx),
+            Arc::clone(&stop),
+            AgentOptions {
+                source,
+                ..AgentOptions::default()
+            },
         )
-    };
-    let threads = spawn_captures(
-        &["vb".into()],
-        Some(b.name().to_owned()),
-        "bench".into(),
-        Arc::clone(&stats),
-        Sink::Report(tx),
-        Arc::clone(&stop),
-    )
-    .unwrap();
+        .unwrap()
+    });
 
     // The generator: UDP datagrams from namespace a, each with the HBH header.
     let sent = Arc::new(AtomicU64::new(0));
     let (gen_ns, gen_sent) = (a.name().to_owned(), Arc::clone(&sent));
-    let run = Duration::from_secs(3);
     let generator = std::thread::spawn(move || {
         enter_netns(&gen_ns).unwrap();
         let sock = std::net::UdpSocket::bind("[db01::1]:0").unwrap();
         sock.connect("[db01::2]:9").unwrap();
         let pkt = build_packet(Some((0xabc, 0xdef)), 0xf2_0000, 60, node(), b"").unwrap();
-        let hbh = &pkt[40..pkt.len() - 8];
-        // SAFETY: `hbh` is a valid buffer of the length passed; the socket is open.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::IPPROTO_IPV6,
-                libc::IPV6_HOPOPTS,
-                hbh.as_ptr().cast(),
-                hbh.len() as u32,
-            )
-        };
-        assert_eq!(r, 0, "IPV6_HOPOPTS: {}", std::io::Error::last_os_error());
+        clt_linux::socket::set_header(&sock, &pkt[40..pkt.len() - 8]).unwrap();
         let t = Instant::now();
         while t.elapsed() < run {
             for _ in 0..64 {
@@ -218,13 +221,12 @@ fn capture_rate() {
                 }
             }
         }
+        t.elapsed()
     });
-    let t = Instant::now();
-    generator.join().unwrap();
+    let secs = generator.join().unwrap().as_secs_f64();
     std::thread::sleep(Duration::from_millis(500));
-    let secs = t.elapsed().as_secs_f64().min(run.as_secs_f64());
     stop.store(true, Ordering::Relaxed);
-    for th in threads {
+    for th in threads.into_iter().flatten() {
         let _ = th.join();
     }
     let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -232,24 +234,48 @@ fn capture_rate() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         collector.core.join_stats().traces_received
     });
-    println!(
-        "agent capture on veth ({secs:.1} s): generator {:.0} packets/s; captured {:.0}/s, parsed {:.0} traces/s, reported {:.0}/s; collector received {} of {} sent; kernel drops {}, buffer drops {}, malformed {}; own hop: joined {}, unmatched {}, events {} (lost {}), unavailable {}",
-        l(&sent) as f64 / secs,
-        l(&stats.packets) as f64 / secs,
-        l(&stats.traces) as f64 / secs,
-        l(&stats.sent) as f64 / secs,
-        received,
-        l(&sent),
-        l(&stats.kernel_drops),
-        l(&stats.dropped),
-        l(&stats.malformed),
-        l(&stats.own_hop_joined),
-        l(&stats.own_hop_unmatched),
-        l(&stats.own_hop_events),
-        l(&stats.own_hop_events_lost),
-        l(&stats.own_hop_unavailable),
-    );
     rt.block_on(collector.shutdown(Duration::from_millis(200)));
+    let rate = l(&sent) as f64 / secs;
+    let line = match source {
+        None => format!("no agent: generator {rate:.0} packets/s"),
+        Some(source) => format!(
+            "{source:?}: generator {rate:.0} packets/s; read {:.0}/s, parsed {:.0} traces/s, reported {:.0}/s; collector received {} of {} sent; kernel drops {}, buffer drops {}, malformed {}; source_nflog {}; own hop: joined {}, unmatched {}, events {} (lost {}), unavailable {}",
+            l(&stats.packets) as f64 / secs,
+            l(&stats.traces) as f64 / secs,
+            l(&stats.sent) as f64 / secs,
+            received,
+            l(&sent),
+            l(&stats.kernel_drops),
+            l(&stats.dropped),
+            l(&stats.malformed),
+            l(&stats.source_nflog),
+            l(&stats.own_hop_joined),
+            l(&stats.own_hop_unmatched),
+            l(&stats.own_hop_events),
+            l(&stats.own_hop_events_lost),
+            l(&stats.own_hop_unavailable),
+        ),
+    };
+    VethRun { rate, line }
+}
+
+fn veth_rates() {
+    if let Some(why) = clt_testkit::skip::netns_unavailable() {
+        println!("agent on veth: skipped: {why}");
+        return;
+    }
+    let run = Duration::from_secs(3);
+    let none = veth_rate(None, run);
+    println!("agent on veth ({} s each), {}", run.as_secs(), none.line);
+    for source in [Source::Nflog, Source::Capture] {
+        let r = veth_rate(Some(source), run);
+        println!("  {}", r.line);
+        println!(
+            "  {source:?}: the sink's kernel spends {:.2} us more per packet than with no agent ({:.2}x the generator's time per packet)",
+            (1.0 / r.rate - 1.0 / none.rate) * 1e6,
+            none.rate / r.rate
+        );
+    }
 }
 
 /// Decoding a 3-hop trace's nodes: `convert::nodes` (one
@@ -294,5 +320,5 @@ fn main() {
     parse_rate();
     nodes_rate();
     own_hop_rate();
-    capture_rate();
+    veth_rates();
 }

@@ -398,28 +398,6 @@ fn event_loop(
     deliver_all(out, sink);
 }
 
-/// Starts one capture thread per interface, with the default
-/// [`AgentOptions`]; returns once every socket is open (or the first
-/// error).
-pub fn spawn_captures(
-    interfaces: &[String],
-    netns: Option<String>,
-    reporter: String,
-    stats: Arc<AgentStats>,
-    sink: Sink,
-    stop: Arc<AtomicBool>,
-) -> Result<Vec<std::thread::JoinHandle<()>>, crate::Error> {
-    spawn_agent(
-        interfaces,
-        netns,
-        reporter,
-        stats,
-        sink,
-        stop,
-        AgentOptions::default(),
-    )
-}
-
 /// Spawns the thread `name` running `f`, which says through the sender it
 /// is given whether its sockets opened, and waits for that word: the
 /// thread, and what it said (when it is an error, the thread is ending).
