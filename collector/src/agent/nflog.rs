@@ -43,11 +43,11 @@ pub const SNAPLEN: u32 = 40 + 2048 + 8;
 
 /// The open log: the rules and the socket they log to.
 pub struct NflogSource {
+    /// The rules' tables go when they drop; declared before `sock`, so
+    /// they go first and no packet is logged to a closed socket.
+    _rules: Vec<LogRule>,
     sock: NflogSocket,
     group: u16,
-    /// Dropped after the socket would leave packets logged to nobody;
-    /// kept for their lifetime (the tables go when they drop).
-    _rules: Vec<LogRule>,
     /// Interface names by index, for the reports.
     names: HashMap<u32, String>,
 }
@@ -100,29 +100,25 @@ impl NflogSource {
             );
         }
         Ok(NflogSource {
+            _rules: rules,
             sock,
             group,
-            _rules: rules,
             names,
         })
     }
 
     fn bind_free_group(cfg: &NflogConfig) -> Result<(NflogSocket, u16), Error> {
-        let mut last = None;
         for group in (FIRST_GROUP..).take(usize::from(GROUPS_TRIED)) {
             match NflogSocket::open(group, cfg) {
                 Ok(s) => return Ok((s, group)),
                 Err(clt_linux::Error::Kernel { error, .. })
-                    if error.raw_os_error() == Some(libc::EBUSY) =>
-                {
-                    last = Some(group);
-                }
+                    if error.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(log_err(e)),
             }
         }
         Err(Error::Capture(format!(
             "nf_tables log: groups {FIRST_GROUP} to {} are all taken",
-            last.unwrap_or(FIRST_GROUP)
+            FIRST_GROUP + (GROUPS_TRIED - 1)
         )))
     }
 
