@@ -59,6 +59,9 @@ pub mod netns;
 mod sys;
 
 pub use plan::{Change, Insertion, Options, Report};
+/// Waits until a socket is readable; for the agent's sockets, so that their
+/// `poll` is written once.
+pub use sys::poll_readable;
 
 use std::io;
 

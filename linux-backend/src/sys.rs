@@ -186,7 +186,7 @@ pub fn nl_fd(sock: &neli::socket::NlSocket) -> BorrowedFd<'_> {
 
 /// Waits up to `timeout_ms` (negative: forever) until `fd` is readable or
 /// has an error pending; `Ok(false)` on timeout or interruption (`EINTR`).
-pub fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+pub fn poll_readable(fd: &impl AsRawFd, timeout_ms: i32) -> io::Result<bool> {
     let mut pfd = [libc::pollfd {
         fd: fd.as_raw_fd(),
         events: libc::POLLIN,

@@ -216,20 +216,8 @@ impl Capture {
     pub fn poll(&mut self, timeout_ms: i32, mut f: impl FnMut(&[u8], u64)) -> Result<usize, Error> {
         let mut n = 0;
         if !self.block_ready() {
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLERR,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-            if r < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    return Ok(0);
-                }
-                return Err(Error::Capture(format!("poll: {e}")));
-            }
+            clt_linux::poll_readable(&self.fd, timeout_ms)
+                .map_err(|e| Error::Capture(format!("poll: {e}")))?;
         }
         while self.block_ready() {
             n += self.read_block(&mut f);
@@ -365,26 +353,4 @@ pub fn force_recv_buffer(fd: &impl AsRawFd, bytes: usize) -> Result<(), Error> {
         &v,
         "SO_RCVBUFFORCE",
     )
-}
-
-/// Waits up to `timeout_ms` until `fd` is readable (or has an error
-/// pending); `Ok(false)` on timeout or interruption. For the agent's other
-/// sockets, so that all of its `unsafe` stays in this module.
-pub fn wait_readable(fd: &impl AsRawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd for the duration of the call.
-    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(false)
-        } else {
-            Err(e)
-        };
-    }
-    Ok(r > 0 && pfd.revents & (libc::POLLIN | libc::POLLERR) != 0)
 }

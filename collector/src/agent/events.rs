@@ -87,7 +87,7 @@ impl EventSocket {
     /// Waits up to `timeout_ms` until events are queued; `Ok(false)` on
     /// timeout.
     pub fn wait(&self, timeout_ms: i32) -> Result<bool, Error> {
-        super::capture::wait_readable(&self.sock, timeout_ms)
+        clt_linux::poll_readable(&self.sock, timeout_ms)
             .map_err(|e| Error::Events(format!("poll: {e}")))
     }
 
@@ -101,7 +101,7 @@ impl EventSocket {
         let mut stats = PollStats::default();
         let mut timeout = timeout_ms;
         loop {
-            let readable = super::capture::wait_readable(&self.sock, timeout)
+            let readable = clt_linux::poll_readable(&self.sock, timeout)
                 .map_err(|e| Error::Events(format!("poll: {e}")))?;
             if !readable {
                 return Ok(stats);

@@ -344,7 +344,7 @@ impl NflogSocket {
     /// Waits up to `timeout_ms` (negative: forever) for data; `Ok(false)`
     /// on timeout or `EINTR`.
     pub fn wait(&self, timeout_ms: i32) -> Result<bool, Error> {
-        sys::poll_readable(self.sock.fd(), timeout_ms).map_err(|error| Error::Socket {
+        sys::poll_readable(&self.sock.fd(), timeout_ms).map_err(|error| Error::Socket {
             op: "poll nflog socket",
             error,
         })
