@@ -436,6 +436,8 @@ async fn one_run(
             congested = None;
         }
         let start_len = out.len();
+        // Shared by the phase's spans: a clone per request is a count.
+        let phase_name: Arc<str> = Arc::from(phase.name.as_str());
         let before = cost::snapshot();
         let end = Instant::now() + cfg.phase;
         let mut tick = tokio::time::interval(interval);
@@ -456,7 +458,7 @@ async fn one_run(
                     KeyValue::new("server.port", i64::from(cfg.server.port())),
                     KeyValue::new("clt.enabled", phase.clt),
                     KeyValue::new("demo.run", spec.name),
-                    KeyValue::new("demo.phase", phase.name.clone()),
+                    KeyValue::new("demo.phase", Arc::clone(&phase_name)),
                 ])
                 .start(tracer);
             let sc = span.span_context().clone();
